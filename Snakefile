@@ -1,0 +1,21 @@
+# robustxai: how explainable are vanilla, adversarially robust and AdvProp CNNs?
+# One DAG: dataset -> models -> evaluation -> tables/plots. See README.md.
+
+# The default study, unless a study config came with --configfile (Snakemake would merge the two,
+# mixing their model lists).
+if "models" not in config:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        rules.aggregate_models.output,
+    default_target: True

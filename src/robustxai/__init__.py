@@ -1,0 +1,1 @@
+"""robustxai: how explainable are robust CNNs."""

@@ -1,0 +1,97 @@
+"""Study configuration: schema validation, defaults, and per-model settings.
+
+The Snakefile validates with the same schema (``workflow/schemas/config.schema.yaml``); these helpers
+let tests and the package resolve a model's full settings exactly as the workflow does.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+NUM_CLASSES = {"builtin": 10, "cifar10": 10}
+ADVERSARIAL_ALGORITHMS = ("adversarial", "advprop")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, misspelt or of the wrong type; the message names it."""
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Check ``config`` against the schema; raise ConfigError naming the offending key and path."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"config.{'.'.join(str(p) for p in error.path) or '<root>'}: {error.message}" for error in errors]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a YAML config file."""
+    return validate_config(yaml.safe_load(Path(path).read_text()) or {})
+
+
+def split_names(dataset: dict) -> dict[str, list[str]]:
+    """Split names of a dataset config: {"train": [...], "eval": ["test"], "ood": [...]}.
+
+    Built-in: train/val/test + ood_background + ood_corruption. CIFAR-10: train/val/test +
+    ood_corruption. ImageFolder: the configured folders + ood_corruption (built from test).
+    """
+    kind = dataset["kind"]
+    if kind == "builtin":
+        return {"fit": ["train", "val"], "test": ["test"], "ood": ["ood_background", "ood_corruption"]}
+    if kind == "cifar10":
+        return {"fit": ["train", "val"], "test": ["test"], "ood": ["ood_corruption"]}
+    folders = dataset["imagefolder"]["splits"]
+    return {"fit": [s for s in ("train", "val") if s in folders], "test": ["test"], "ood": ["ood_corruption"]}
+
+
+def all_split_names(dataset: dict) -> list[str]:
+    """Every split file the dataset preparation writes."""
+    names = split_names(dataset)
+    return names["fit"] + names["test"] + names["ood"]
+
+
+def num_classes(dataset: dict) -> int:
+    """Number of classes of the configured dataset."""
+    if dataset["kind"] == "imagefolder":
+        return int(dataset["imagefolder"]["num_classes"])
+    return NUM_CLASSES[dataset["kind"]]
+
+
+def resolve_model(config: dict, name: str) -> dict:
+    """The full settings of model ``name``: its entry with defaults filled in.
+
+    Trained models get ``training`` = global defaults updated by their own, ``attack`` likewise for
+    adversarial / AdvProp models (absent for vanilla ones, so changing the default threat model does
+    not retrain vanilla models), and the dataset's normalisation. Only this dict feeds a model's jobs,
+    so editing one model's entry reruns only that model.
+    """
+    if name not in config["models"]:
+        raise ConfigError(f"unknown model '{name}'; configured: {sorted(config['models'])}")
+    entry = copy.deepcopy(config["models"][name])
+    entry.setdefault("source", "train")
+    entry.setdefault("algorithm", "vanilla")
+    entry.setdefault("arch_args", {})
+    entry["num_classes"] = num_classes(config["dataset"])
+    if entry["source"] == "train":
+        entry["training"] = {**config.get("training", {}), **entry.get("training", {})}
+        if entry["algorithm"] in ADVERSARIAL_ALGORITHMS:
+            entry["attack"] = {**config.get("attack", {}), **entry.get("attack", {})}
+        else:
+            entry.pop("attack", None)
+        entry.setdefault("mean", list(config["dataset"].get("mean", DEFAULT_MEAN)))
+        entry.setdefault("std", list(config["dataset"].get("std", DEFAULT_STD)))
+    elif entry["source"] == "file" and not (entry.get("file") and entry.get("sha256")):
+        raise ConfigError(f"model '{name}': source 'file' needs both 'file' and 'sha256'")
+    return entry
+
+
+def models_by_source(config: dict, source: str) -> list[str]:
+    """Names of the configured models whose weights come from ``source`` (train, timm or file)."""
+    return [name for name, entry in config["models"].items() if entry.get("source", "train") == source]

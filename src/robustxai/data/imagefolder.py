@@ -1,0 +1,99 @@
+"""ImageFolder trees (``root/<class>/<image>``) with Pascal-VOC XML boxes (the ImageNet val layout).
+
+Annotations are looked up as ``<annotations>/<class>/<stem>.xml`` or flat ``<annotations>/<stem>.xml``.
+Images are resized so the short side is ``image_size`` and centre-cropped to a square; boxes follow.
+The stored box of an image is the box enclosing all of its boxes of the labelled class and the mask
+is the union of those boxes.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from robustxai.data.splits import ImageSplit, boxes_from_masks
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def read_voc_boxes(xml_path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """Objects of a Pascal-VOC XML file as (name, (x0, y0, x1, y1)), 0-based with exclusive ends.
+
+    VOC stores 1-based inclusive corners, so x0 = xmin - 1 and x1 = xmax.
+    """
+    root = ET.parse(xml_path).getroot()
+    objects = []
+    for obj in root.iter("object"):
+        box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"{xml_path}: object without <bndbox>")
+        xmin, ymin, xmax, ymax = (int(float(box.findtext(tag))) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append((obj.findtext("name", default="").strip(), (xmin - 1, ymin - 1, xmax, ymax)))
+    return objects
+
+
+def _annotation_path(annotations: Path, class_name: str, stem: str) -> Path | None:
+    for candidate in (annotations / class_name / f"{stem}.xml", annotations / f"{stem}.xml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _resize_crop(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, int]:
+    """Resize short side to ``size`` then centre-crop; returns (uint8 (size, size, 3), scale, dx, dy)."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR)
+    dx, dy = (new_w - size) // 2, (new_h - size) // 2
+    return np.asarray(resized.crop((dx, dy, dx + size, dy + size)), dtype=np.uint8), scale, dx, dy
+
+
+def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike | None, image_size: int,
+                     class_names: list[str] | None = None) -> ImageSplit:
+    """Read an ImageFolder tree into an ImageSplit of uint8 (N, S, S, 3) images with boxes and masks.
+
+    Args:
+        images: root whose sub-folders are classes.
+        annotations: root of the VOC XML files, or None (boxes then -1, no masks).
+        image_size: side S of the output images in pixels.
+        class_names: class order (label = index); default sorted folder names. Folders not in it are
+            an error, so a typo cannot silently relabel images.
+    """
+    images, annotations = Path(images), Path(annotations) if annotations else None
+    folders = sorted(p.name for p in images.iterdir() if p.is_dir())
+    class_names = list(class_names) if class_names else folders
+    unknown = set(folders) - set(class_names)
+    if unknown:
+        raise ValueError(f"{images}: folders {sorted(unknown)} are not in class_names")
+    files = [(f, class_names.index(folder)) for folder in folders
+             for f in sorted((images / folder).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise FileNotFoundError(f"{images}: no images found in class sub-folders")
+    out = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
+    boxes = np.full((len(files), 4), -1, dtype=np.int32)
+    masks = np.zeros((len(files), image_size, image_size), dtype=bool) if annotations else None
+    for i, (path, label) in enumerate(tqdm(files, desc=str(images), mininterval=2.0)):
+        with Image.open(path) as image:
+            out[i], scale, dx, dy = _resize_crop(image, image_size)
+        if annotations is None:
+            continue
+        xml = _annotation_path(annotations, class_names[label], path.stem)
+        if xml is None:
+            raise FileNotFoundError(f"no VOC annotation for {path} under {annotations}")
+        for name, (x0, y0, x1, y1) in read_voc_boxes(xml):
+            if name and name != class_names[label]:
+                continue
+            box = np.array([x0 * scale - dx, y0 * scale - dy, x1 * scale - dx, y1 * scale - dy])
+            bx0, by0 = (int(np.clip(np.floor(v), 0, image_size)) for v in box[:2])
+            bx1, by1 = (int(np.clip(np.ceil(v), 0, image_size)) for v in box[2:])
+            if bx1 > bx0 and by1 > by0:
+                masks[i, by0:by1, bx0:bx1] = True
+    if masks is not None:
+        boxes = boxes_from_masks(masks)
+    return ImageSplit(images=out, labels=np.array([label for _, label in files], dtype=np.int64),
+                      boxes=boxes, class_names=class_names, masks=masks)

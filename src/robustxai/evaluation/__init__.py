@@ -1,0 +1,1 @@
+"""Evaluation of trained models: accuracy, OOD and robust accuracy, confidence, calibration, cost."""

@@ -1,0 +1,68 @@
+"""The model every part of the workflow sees: [0, 1] images in, logits out.
+
+Normalisation is a layer inside the model, so attacks, baselines (black = 0) and perturbations mean
+the same thing for every model, whatever preprocessing its weights expect.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import timm
+import torch
+from torch import nn
+
+import robustxai.models.architectures  # noqa: F401  (registers the cifar_* architectures in timm)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, with mean and std stored as buffers (saved in checkpoints)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {list(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [0, 1] -> normalised (N, C, H, W)."""
+        return (x - self.mean) / self.std
+
+
+class ImageClassifier(nn.Module):
+    """``net(normalize(x))``: takes (N, 3, H, W) images in [0, 1], returns (N, K) logits."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN,
+                     std: Sequence[float] = IMAGENET_STD, arch_args: dict | None = None,
+                     pretrained: bool = False, pretrained_file: str | None = None) -> ImageClassifier:
+    """Build ``arch`` (any timm model name, including the registered ``cifar_*`` ones) in the wrapper.
+
+    ``pretrained`` loads timm's weights (from the hub, or from ``pretrained_file`` when given, which
+    works offline); the wrapper then uses the weights' own mean and std.
+    """
+    if arch not in timm.list_models():
+        raise ValueError(f"unknown architecture '{arch}': not a timm model name "
+                         f"(ours: {', '.join(timm.list_models('cifar_*'))})")
+    kwargs = dict(arch_args or {})
+    if pretrained:
+        overlay = {"file": str(pretrained_file)} if pretrained_file else None
+        net = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        if net.num_classes != num_classes:  # timm would silently put a random head on instead
+            raise ValueError(f"pretrained '{arch}' predicts {net.num_classes} classes but the dataset has "
+                             f"{num_classes}; its class order must match the dataset's")
+        mean, std = net.pretrained_cfg.get("mean", mean), net.pretrained_cfg.get("std", std)
+    else:
+        net = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
+    return ImageClassifier(net, mean, std)

@@ -1,0 +1,37 @@
+"""Evaluate one model checkpoint on the test, OOD and adversarial data; write one JSON row."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from robustxai.data.splits import load_split
+from robustxai.evaluation.evaluate import evaluate_classifier
+from robustxai.models.checkpoint import load_checkpoint
+from robustxai.models.inference import default_device
+from robustxai.training.algorithms import AttackSettings
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_model_job(name: str, checkpoint_path: str, test_path: str, ood_paths: dict[str, str],
+                       settings: dict, output_path: str) -> dict:
+    """Evaluate model ``name``; ``settings`` is the config's evaluation section. Returns the row written."""
+    device = default_device()
+    model, payload = load_checkpoint(checkpoint_path)
+    model = model.to(device)
+    attacks = {attack_name: AttackSettings(**attack) for attack_name, attack in settings.get("attacks", {}).items()}
+    row = evaluate_classifier(model, load_split(test_path).tensors(),
+                              {split: load_split(path).tensors() for split, path in ood_paths.items()},
+                              attacks, robust_images=settings.get("robust_images"),
+                              batch_size=settings.get("batch_size", 256),
+                              calibration_bins=settings.get("calibration_bins", 15))
+    meta = payload.get("meta", {})
+    row = {"model": name, "arch": payload["arch"], "algorithm": meta.get("algorithm", "unknown"),
+           "source": meta.get("source", "unknown"), **row}
+    tmp = Path(output_path).with_name(Path(output_path).name + ".tmp")
+    tmp.write_text(json.dumps(row, indent=2))
+    os.replace(tmp, output_path)
+    log.info("%s", json.dumps(row))
+    return row

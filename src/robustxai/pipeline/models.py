@@ -1,0 +1,91 @@
+"""Produce a model checkpoint from its config entry: train it, fetch timm weights, or import a file."""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import torch
+
+from robustxai.data.download import verify_digest
+from robustxai.data.splits import load_split
+from robustxai.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from robustxai.models.inference import default_device
+from robustxai.models.wrapper import IMAGENET_MEAN, IMAGENET_STD, build_classifier
+from robustxai.provenance import provenance
+from robustxai.training.algorithms import make_algorithm
+from robustxai.training.loop import settings_digest, settings_from_config, train
+
+log = logging.getLogger(__name__)
+
+
+def write_history(history: list[dict], path: str | Path) -> None:
+    """Write per-epoch training rows as CSV (an empty file with no rows for non-trained models)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]) if history else ["epoch"])
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def train_model_job(name: str, entry: dict, train_path: str, val_path: str, checkpoint_path: str,
+                    history_path: str, device: torch.device | None = None) -> list[dict]:
+    """Train model ``name`` as its resolved config ``entry`` says; write checkpoint and history CSV.
+
+    A crash loses at most one epoch: the state after each epoch is kept next to the checkpoint and a
+    rerun with the same settings resumes from it.
+    """
+    device = device or default_device()
+    settings = settings_from_config(entry.get("training", {}))
+    algorithm = make_algorithm(entry["algorithm"], entry.get("attack"))
+    train_split, val_split = load_split(train_path), load_split(val_path)
+    if len(train_split.class_names) != entry["num_classes"]:
+        raise ValueError(f"{train_path} has {len(train_split.class_names)} classes, model expects {entry['num_classes']}")
+    model = build_classifier(entry["arch"], entry["num_classes"], entry["mean"], entry["std"], entry["arch_args"])
+    log.info("training %s (%s, %s) on %s for %d epochs on %s", name, entry["arch"], entry["algorithm"],
+             train_path, settings.epochs, device)
+    result = train(model, algorithm, settings, *train_split.tensors(), *val_split.tensors(), device=device,
+                   resume_path=Path(checkpoint_path).with_suffix(".resume"),
+                   resume_key=settings_digest(entry))
+    save_checkpoint(result.model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],
+                    meta={"name": name, "source": "train", "algorithm": entry["algorithm"], "entry": entry,
+                          **provenance()})
+    write_history(result.history, history_path)
+    return result.history
+
+
+def fetch_timm_job(name: str, entry: dict, checkpoint_path: str, history_path: str) -> None:
+    """Save timm's pretrained weights for ``entry['arch']`` (e.g. ``resnet50.a1_in1k``) as a checkpoint.
+
+    ``entry['file']`` (with ``sha256``) loads the weights from a local file instead of the hub.
+    """
+    if entry.get("file") and entry.get("sha256"):
+        verify_digest(entry["file"], entry["sha256"])
+    model = build_classifier(entry["arch"], entry["num_classes"], arch_args=entry["arch_args"], pretrained=True,
+                             pretrained_file=entry.get("file"))
+    save_checkpoint(model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],
+                    meta={"name": name, "source": "timm", "algorithm": entry["algorithm"], "entry": entry,
+                          **provenance()})
+    write_history([], history_path)
+
+
+def import_checkpoint_job(name: str, entry: dict, checkpoint_path: str, history_path: str) -> None:
+    """Import a local checkpoint after verifying its sha256; loads with ``weights_only`` and ``strict``.
+
+    The file may be a robustxai checkpoint, or a plain state dict of ``entry['arch']`` (optionally under
+    ``state_dict_key`` and with ``strip_prefix`` removed from its keys, as robust model zoos need).
+    """
+    verify_digest(entry["file"], entry["sha256"])
+    payload = torch.load(entry["file"], map_location="cpu", weights_only=True)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        model, payload = load_checkpoint(entry["file"])
+    else:
+        state = payload[entry["state_dict_key"]] if entry.get("state_dict_key") else payload
+        prefix = entry.get("strip_prefix", "")
+        state = {k[len(prefix):] if prefix and k.startswith(prefix) else k: v for k, v in state.items()}
+        model = build_classifier(entry["arch"], entry["num_classes"], entry.get("mean", IMAGENET_MEAN),
+                                 entry.get("std", IMAGENET_STD), entry["arch_args"])
+        model.net.load_state_dict(state, strict=True)
+    save_checkpoint(model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],
+                    meta={"name": name, "source": "file", "algorithm": entry["algorithm"], "entry": entry,
+                          **provenance()})
+    write_history([], history_path)

@@ -1,0 +1,1 @@
+"""Training: PGD attacks, dual batch norm, the vanilla / adversarial / AdvProp algorithms, the loop."""

@@ -1,0 +1,184 @@
+"""The training loop shared by every algorithm: SGD with momentum, a warm-up + cosine (or step) LR
+schedule, translation / flip augmentation, per-epoch validation, and resumable epochs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from robustxai.models.inference import predict_logits
+from robustxai.training.algorithms import VanillaTraining
+
+log = logging.getLogger(__name__)
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Optimiser, schedule and augmentation settings of one model (all from its config entry).
+
+    ``eps_ramp_epochs``: adversarial / AdvProp training grows the attack's eps linearly from 0 to its
+    configured value over this many epochs (0 = full eps from the start); small nets trained from
+    scratch at full eps can stall at chance.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    translate: int = 2
+    hflip: bool = False
+    eps_ramp_epochs: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    def eps_scale(self, step: int, steps_per_epoch: int) -> float:
+        """Fraction of the training eps used at optimiser step ``step`` (see ``eps_ramp_epochs``)."""
+        if self.eps_ramp_epochs <= 0:
+            return 1.0
+        return min(1.0, (step + 1) / (self.eps_ramp_epochs * steps_per_epoch))
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
+        """Multiplier of ``lr`` at optimiser step ``step`` (linear warm-up, then the schedule)."""
+        epoch = step / steps_per_epoch
+        if epoch < self.warmup_epochs:
+            return (step + 1) / (self.warmup_epochs * steps_per_epoch)
+        if self.schedule == "cosine":
+            progress = (epoch - self.warmup_epochs) / max(self.epochs - self.warmup_epochs, 1e-8)
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if self.schedule == "step":
+            return self.gamma ** sum(epoch >= m for m in self.milestones)
+        return 1.0
+
+
+def augment(images: torch.Tensor, translate: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to ``translate`` px (reflect padding) and optional horizontal flips.
+
+    images: (N, C, H, W); returns a new tensor of the same shape.
+    """
+    n, _, h, w = images.shape
+    out = images
+    if translate > 0:
+        padded = F.pad(images, (translate,) * 4, mode="reflect")
+        offsets = torch.randint(0, 2 * translate + 1, (n, 2), generator=generator)
+        out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+    if hflip:
+        flip = torch.rand(n, generator=generator) < 0.5
+        out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
+    return out
+
+
+def settings_digest(*parts: dict) -> str:
+    """A short stable hash of JSON-able settings (guards resume files against changed configs)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainingResult:
+    """What a finished training run returns: the final model and one history row per epoch."""
+
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)
+
+
+def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettings,
+          train_images: torch.Tensor, train_labels: torch.Tensor, val_images: torch.Tensor,
+          val_labels: torch.Tensor, device: torch.device, resume_path: str | os.PathLike | None = None,
+          resume_key: str = "") -> TrainingResult:
+    """Train ``model`` with ``algorithm``; returns the finalised model (on CPU) and the history.
+
+    Args:
+        train_images, val_images: (N, C, H, W) float in [0, 1]; labels (N,) int64.
+        resume_path: where the state after each epoch is kept; a run with the same ``resume_key`` (a
+            digest of the settings) continues from it, so a crash loses at most one epoch. Removed at
+            the end.
+    History rows: epoch, lr, loss, train_accuracy (on the batches the loss saw: adversarial ones for
+    adversarial training), val_accuracy (clean), seconds.
+    """
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    model = algorithm.prepare(model).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                nesterov=settings.nesterov, weight_decay=settings.weight_decay)
+    steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
+    history, start_epoch = [], 0
+    resume_path = Path(resume_path) if resume_path else None
+    if resume_path and resume_path.exists():
+        state = torch.load(resume_path, map_location=device, weights_only=True)
+        if state.get("key") == resume_key:
+            model.load_state_dict(state["model"], strict=True)
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            history, start_epoch = state["history"], state["epoch"]
+            log.info("resumed from %s after epoch %d", resume_path, start_epoch)
+        else:
+            log.info("ignoring %s: it was written for other settings", resume_path)
+    for epoch in range(start_epoch, settings.epochs):
+        model.train()
+        started = time.time()
+        order = torch.randperm(len(train_images), generator=generator)
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", mininterval=5.0)
+        for batch in bar:
+            step = epoch * steps_per_epoch + batch
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * settings.lr_factor(step, steps_per_epoch)
+            algorithm.set_eps_scale(settings.eps_scale(step, steps_per_epoch))
+            idx = order[batch * settings.batch_size:(batch + 1) * settings.batch_size]
+            images = augment(train_images[idx], settings.translate, settings.hflip, generator).to(device)
+            labels = train_labels[idx].to(device)
+            loss, logits = algorithm.loss(model, images, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(idx)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+        val_accuracy = (predict_logits(model, val_images).argmax(1) == val_labels).float().mean().item()
+        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": total_loss / seen,
+                        "train_accuracy": correct / seen, "val_accuracy": val_accuracy,
+                        "seconds": time.time() - started})
+        log.info("epoch %d: %s", epoch + 1, json.dumps(history[-1]))
+        if resume_path:
+            tmp = resume_path.with_name(resume_path.name + ".tmp")
+            torch.save({"key": resume_key, "epoch": epoch + 1, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(), "history": history}, tmp)
+            os.replace(tmp, resume_path)
+    model = algorithm.finalize(model).cpu().eval()
+    if resume_path:
+        resume_path.unlink(missing_ok=True)
+    return TrainingResult(model=model, history=history)
+
+
+def settings_from_config(entry: dict) -> TrainingSettings:
+    """TrainingSettings from a config mapping; unknown keys are an error naming them."""
+    known = set(TrainingSettings.__dataclass_fields__)
+    unknown = set(entry) - known
+    if unknown:
+        raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+    return TrainingSettings(**entry)
+
+

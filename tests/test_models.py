@@ -1,0 +1,91 @@
+import pytest
+import timm
+import torch
+
+from robustxai.data.download import file_digest
+from robustxai.models import build_classifier, load_checkpoint, save_checkpoint
+from robustxai.pipeline.models import fetch_timm_job, import_checkpoint_job
+
+
+@pytest.mark.parametrize("arch,feature_side", [("cifar_resnet_tiny", 8), ("cifar_vgg_tiny", 8), ("cifar_resnet18", 4)])
+def test_cifar_architectures_keep_a_useful_feature_map(arch, feature_side):
+    model = build_classifier(arch, 10)
+    assert arch in timm.list_models("cifar_*")
+    features = model.net.forward_features(torch.rand(1, 3, 32, 32)) if hasattr(model.net, "forward_features") \
+        else model.net.features(torch.rand(1, 3, 32, 32))
+    assert features.shape[-2:] == (feature_side, feature_side)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_normalisation_lives_inside_the_model():
+    model = build_classifier("cifar_vgg_tiny", 10, mean=(0.2, 0.4, 0.6), std=(0.5, 0.25, 0.125)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    expected = model.net((x - torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1))
+                         / torch.tensor([0.5, 0.25, 0.125]).view(1, 3, 1, 1))
+    assert torch.allclose(model(x), expected)
+
+
+def test_unknown_architecture_names_the_problem():
+    with pytest.raises(ValueError, match="unknown architecture 'no_such_net'"):
+        build_classifier("no_such_net", 10)
+
+
+def test_checkpoint_round_trip_is_exact_and_weights_only(tmp_path):
+    model = build_classifier("cifar_resnet_tiny", 10, (0.1, 0.2, 0.3), (0.3, 0.2, 0.1)).eval()
+    save_checkpoint(model, tmp_path / "m.pt", "cifar_resnet_tiny", 10, meta={"algorithm": "vanilla"})
+    torch.load(tmp_path / "m.pt", weights_only=True)  # would raise on pickled objects
+    loaded, payload = load_checkpoint(tmp_path / "m.pt")
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert payload["meta"]["algorithm"] == "vanilla" and payload["mean"] == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_checkpoint_with_a_missing_key_fails_strict_loading(tmp_path):
+    model = build_classifier("cifar_vgg_tiny", 10)
+    save_checkpoint(model, tmp_path / "m.pt", "cifar_vgg_tiny", 10)
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    del payload["state_dict"]["net.fc.bias"]
+    torch.save(payload, tmp_path / "broken.pt")
+    with pytest.raises(RuntimeError, match="net.fc.bias"):
+        load_checkpoint(tmp_path / "broken.pt")
+
+
+def _entry(**kw):
+    return {"arch": "cifar_vgg_tiny", "arch_args": {}, "num_classes": 10, "algorithm": "adversarial", **kw}
+
+
+def test_import_plain_state_dict_with_prefix_and_sha256(tmp_path):
+    source = build_classifier("cifar_vgg_tiny", 10).eval()
+    torch.save({"model": {"module." + k: v for k, v in source.net.state_dict().items()}}, tmp_path / "zoo.pt")
+    entry = _entry(source="file", file=str(tmp_path / "zoo.pt"), sha256=file_digest(tmp_path / "zoo.pt"),
+                   state_dict_key="model", strip_prefix="module.", mean=[0.5] * 3, std=[0.25] * 3)
+    import_checkpoint_job("zoo", entry, str(tmp_path / "out.pt"), str(tmp_path / "out.csv"))
+    loaded, payload = load_checkpoint(tmp_path / "out.pt")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded.net(x), source.net(x))
+    assert payload["meta"]["source"] == "file" and payload["meta"]["algorithm"] == "adversarial"
+
+
+def test_import_refuses_a_file_with_the_wrong_sha256(tmp_path):
+    torch.save({}, tmp_path / "zoo.pt")
+    with pytest.raises(ValueError, match="sha256"):
+        import_checkpoint_job("zoo", _entry(file=str(tmp_path / "zoo.pt"), sha256="0" * 64),
+                              str(tmp_path / "o.pt"), str(tmp_path / "o.csv"))
+
+
+def test_timm_pretrained_weights_from_a_local_file(tmp_path):
+    # Offline stand-in for the hub: timm's own loader reads the weights file named in the entry.
+    reference = timm.create_model("resnet10t").eval()  # 1000 classes, like the hub weights
+    torch.save(reference.state_dict(), tmp_path / "resnet10t.pth")
+    entry = {"arch": "resnet10t", "arch_args": {}, "num_classes": 1000, "algorithm": "vanilla",
+             "file": str(tmp_path / "resnet10t.pth"), "sha256": file_digest(tmp_path / "resnet10t.pth")}
+    fetch_timm_job("r10", entry, str(tmp_path / "r10.pt"), str(tmp_path / "r10.csv"))
+    loaded, _ = load_checkpoint(tmp_path / "r10.pt")
+    assert loaded.normalize.mean.flatten().tolist() == pytest.approx(reference.pretrained_cfg["mean"])
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded.net(x), reference(x), atol=1e-5)
+    with pytest.raises(ValueError, match="predicts 1000 classes but the dataset has 10"):
+        fetch_timm_job("r10", {**entry, "num_classes": 10}, str(tmp_path / "x.pt"), str(tmp_path / "x.csv"))

@@ -1,0 +1,38 @@
+import re
+
+from snakemake.utils import min_version, validate
+
+from robustxai.config import all_split_names, models_by_source, resolve_model, split_names
+
+min_version("9.0")
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+
+R = config["results"]
+DATASET = config["dataset"]
+SPLITS = split_names(DATASET)
+MODELS = list(config["models"])
+ENV = "../../envs/robustxai.yaml"
+ARCHIVE = f"{R}/downloads/{DATASET['name']}/archive.tar.gz"  # kinds that need a download (CIFAR-10)
+
+
+def split_path(split):
+    """Path of one prepared split file of the configured dataset."""
+    return f"{R}/data/{DATASET['name']}/{split}.npz"
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (and nothing when the list is empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def model_entry(wildcards):
+    """A model's full resolved settings: the only config its jobs depend on."""
+    return resolve_model(config, wildcards.model)
+
+
+def job_resources(stage, key, default):
+    """A resource of a stage's jobs from config 'resources', e.g. job_resources('train', 'mem_mb', 4000)."""
+    return config.get("resources", {}).get(stage, {}).get(key, default)

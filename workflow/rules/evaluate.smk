@@ -1,0 +1,23 @@
+rule evaluate_model:
+    input:
+        checkpoint=f"{R}/models/{{model}}.pt",
+        test=split_path("test"),
+        ood=[split_path(split) for split in SPLITS["ood"]],
+    output:
+        f"{R}/evaluation/{{model}}.json",
+    params:
+        ood_splits=SPLITS["ood"],
+        settings=config.get("evaluation", {}),
+    log:
+        f"{R}/logs/evaluate/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{model}}.tsv"
+    threads: job_resources("evaluate", "threads", 1)
+    resources:
+        gpu=job_resources("evaluate", "gpu", 1),
+        mem_mb=job_resources("evaluate", "mem_mb", 4000),
+        runtime=job_resources("evaluate", "runtime", 60),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_model.py"

@@ -1,0 +1,61 @@
+# One rule per weight source; each model is produced by exactly one of them.
+
+
+rule train_model:
+    input:
+        train=split_path("train"),
+        val=split_path("val"),
+    output:
+        checkpoint=f"{R}/models/{{model}}.pt",
+        history=f"{R}/models/{{model}}.history.csv",
+    wildcard_constraints:
+        model=names_regex(models_by_source(config, "train")),
+    params:
+        entry=model_entry,
+    log:
+        f"{R}/logs/train/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{model}}.tsv"
+    threads: job_resources("train", "threads", 1)
+    resources:
+        gpu=job_resources("train", "gpu", 1),
+        mem_mb=job_resources("train", "mem_mb", 4000),
+        runtime=job_resources("train", "runtime", 120),
+    conda:
+        ENV
+    script:
+        "../scripts/train_model.py"
+
+
+rule fetch_timm_model:
+    output:
+        checkpoint=f"{R}/models/{{model}}.pt",
+        history=f"{R}/models/{{model}}.history.csv",
+    wildcard_constraints:
+        model=names_regex(models_by_source(config, "timm")),
+    params:
+        entry=model_entry,
+    log:
+        f"{R}/logs/fetch/{{model}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fetch_model.py"
+
+
+rule import_checkpoint:
+    input:
+        lambda wildcards: model_entry(wildcards)["file"],
+    output:
+        checkpoint=f"{R}/models/{{model}}.pt",
+        history=f"{R}/models/{{model}}.history.csv",
+    wildcard_constraints:
+        model=names_regex(models_by_source(config, "file")),
+    params:
+        entry=model_entry,
+    log:
+        f"{R}/logs/fetch/{{model}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fetch_model.py"

@@ -1,0 +1,10 @@
+"""Download the dataset archive named in the config and verify its checksum."""
+from robustxai.data.cifar import CIFAR10_MD5, CIFAR10_URL
+from robustxai.data.download import download
+from robustxai.workflow_io import job_logging
+
+snakemake = globals()["snakemake"]
+source = snakemake.params.source
+with job_logging(snakemake.log[0]):
+    download(source.get("url", CIFAR10_URL), snakemake.output[0], sha256=source.get("sha256"),
+             md5=source.get("md5", CIFAR10_MD5 if "url" not in source else None))

@@ -1,0 +1,8 @@
+"""Write every split of the configured dataset (built-in generator, CIFAR-10 archive or ImageFolder)."""
+from robustxai.pipeline.datasets import prepare_dataset
+from robustxai.workflow_io import job_logging
+
+snakemake = globals()["snakemake"]
+with job_logging(snakemake.log[0], snakemake.threads):
+    prepare_dataset(snakemake.params.dataset, dict(snakemake.output.items()),
+                    archive=snakemake.input.archive[0] if snakemake.input.archive else None)
