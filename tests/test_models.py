@@ -57,10 +57,12 @@ def _entry(**kw):
 
 def test_import_plain_state_dict_with_prefix_and_sha256(tmp_path):
     source = build_classifier("cifar_vgg_tiny", 10).eval()
-    torch.save({"model": {"module." + k: v for k, v in source.net.state_dict().items()}}, tmp_path / "zoo.pt")
+    state = {"module.model." + k: v for k, v in source.net.state_dict().items()}
+    state["module.normalizer.new_mean"] = torch.zeros(3)  # zoo extras without the prefix are dropped
+    torch.save({"model": state, "epoch": 90}, tmp_path / "zoo.pt")
     entry = _entry(source="file", file=str(tmp_path / "zoo.pt"), sha256=file_digest(tmp_path / "zoo.pt"),
-                   state_dict_key="model", strip_prefix="module.", mean=[0.5] * 3, std=[0.25] * 3)
-    import_checkpoint_job("zoo", entry, str(tmp_path / "out.pt"), str(tmp_path / "out.csv"))
+                   state_dict_key="model", strip_prefix="module.model.", mean=[0.5] * 3, std=[0.25] * 3)
+    import_checkpoint_job("zoo", entry, entry["file"], str(tmp_path / "out.pt"), str(tmp_path / "out.csv"))
     loaded, payload = load_checkpoint(tmp_path / "out.pt")
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
@@ -71,7 +73,7 @@ def test_import_plain_state_dict_with_prefix_and_sha256(tmp_path):
 def test_import_refuses_a_file_with_the_wrong_sha256(tmp_path):
     torch.save({}, tmp_path / "zoo.pt")
     with pytest.raises(ValueError, match="sha256"):
-        import_checkpoint_job("zoo", _entry(file=str(tmp_path / "zoo.pt"), sha256="0" * 64),
+        import_checkpoint_job("zoo", _entry(sha256="0" * 64), str(tmp_path / "zoo.pt"),
                               str(tmp_path / "o.pt"), str(tmp_path / "o.csv"))
 
 

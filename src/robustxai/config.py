@@ -87,9 +87,14 @@ def resolve_model(config: dict, name: str) -> dict:
             entry.pop("attack", None)
         entry.setdefault("mean", list(config["dataset"].get("mean", DEFAULT_MEAN)))
         entry.setdefault("std", list(config["dataset"].get("std", DEFAULT_STD)))
-    elif entry["source"] == "file" and not (entry.get("file") and entry.get("sha256")):
-        raise ConfigError(f"model '{name}': source 'file' needs both 'file' and 'sha256'")
+    elif entry["source"] == "file" and not ((entry.get("file") or entry.get("url")) and entry.get("sha256")):
+        raise ConfigError(f"model '{name}': source 'file' needs 'file' (or 'url') and its 'sha256'")
     return entry
+
+
+def models_to_download(config: dict) -> list[str]:
+    """Names of the models whose checkpoint is downloaded from a ``url`` (source file)."""
+    return [name for name in models_by_source(config, "file") if config["models"][name].get("url")]
 
 
 def models_by_source(config: dict, source: str) -> list[str]:

@@ -1,8 +1,15 @@
+import os
 import re
+import sys
 
 from snakemake.utils import min_version, validate
 
-from robustxai.config import all_split_names, models_by_source, resolve_model, split_names
+# Jobs import the robustxai package from this checkout, also inside --use-conda environments.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+from robustxai.config import all_split_names, models_by_source, models_to_download, resolve_model, split_names
 
 min_version("9.0")
 
@@ -31,6 +38,12 @@ def names_regex(names):
 def model_entry(wildcards):
     """A model's full resolved settings: the only config its jobs depend on."""
     return resolve_model(config, wildcards.model)
+
+
+def model_weights_file(wildcards):
+    """The checkpoint file a 'file'-source model imports: its local 'file', or its downloaded 'url'."""
+    entry = model_entry(wildcards)
+    return entry["file"] if entry.get("file") else f"{R}/downloads/models/{wildcards.model}.weights"
 
 
 def job_resources(stage, key, default):

@@ -43,9 +43,25 @@ rule fetch_timm_model:
         "../scripts/fetch_model.py"
 
 
+rule download_model_weights:
+    output:
+        f"{R}/downloads/models/{{model}}.weights",
+    wildcard_constraints:
+        model=names_regex(models_to_download(config)),
+    params:
+        url=lambda wildcards: model_entry(wildcards)["url"],
+        sha256=lambda wildcards: model_entry(wildcards)["sha256"],
+    log:
+        f"{R}/logs/fetch/{{model}}.download.log",
+    conda:
+        ENV
+    script:
+        "../scripts/download_weights.py"
+
+
 rule import_checkpoint:
     input:
-        lambda wildcards: model_entry(wildcards)["file"],
+        weights=model_weights_file,
     output:
         checkpoint=f"{R}/models/{{model}}.pt",
         history=f"{R}/models/{{model}}.history.csv",

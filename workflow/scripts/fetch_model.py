@@ -3,6 +3,10 @@ from robustxai.pipeline.models import fetch_timm_job, import_checkpoint_job
 from robustxai.workflow_io import job_logging
 
 snakemake = globals()["snakemake"]
-job = {"timm": fetch_timm_job, "file": import_checkpoint_job}[snakemake.params.entry["source"]]
+entry = snakemake.params.entry
 with job_logging(snakemake.log[0], snakemake.threads):
-    job(snakemake.wildcards.model, snakemake.params.entry, snakemake.output.checkpoint, snakemake.output.history)
+    if entry["source"] == "timm":
+        fetch_timm_job(snakemake.wildcards.model, entry, snakemake.output.checkpoint, snakemake.output.history)
+    else:
+        import_checkpoint_job(snakemake.wildcards.model, entry, snakemake.input.weights, snakemake.output.checkpoint,
+                              snakemake.output.history)

@@ -68,20 +68,22 @@ def fetch_timm_job(name: str, entry: dict, checkpoint_path: str, history_path: s
     write_history([], history_path)
 
 
-def import_checkpoint_job(name: str, entry: dict, checkpoint_path: str, history_path: str) -> None:
-    """Import a local checkpoint after verifying its sha256; loads with ``weights_only`` and ``strict``.
+def import_checkpoint_job(name: str, entry: dict, weights_path: str, checkpoint_path: str, history_path: str
+                          ) -> None:
+    """Import a local or downloaded checkpoint after verifying its sha256 (``weights_only``, ``strict``).
 
-    The file may be a robustxai checkpoint, or a plain state dict of ``entry['arch']`` (optionally under
-    ``state_dict_key`` and with ``strip_prefix`` removed from its keys, as robust model zoos need).
+    The file may be a robustxai checkpoint, or a plain state dict of ``entry['arch']``, optionally under
+    ``state_dict_key``; with ``strip_prefix`` only keys with that prefix are kept, without it (robust
+    zoos store e.g. ``module.model.*`` next to copies of their normaliser and attacker).
     """
-    verify_digest(entry["file"], entry["sha256"])
-    payload = torch.load(entry["file"], map_location="cpu", weights_only=True)
+    verify_digest(weights_path, entry["sha256"])
+    payload = torch.load(weights_path, map_location="cpu", weights_only=True)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        model, payload = load_checkpoint(entry["file"])
+        model, payload = load_checkpoint(weights_path)
     else:
         state = payload[entry["state_dict_key"]] if entry.get("state_dict_key") else payload
         prefix = entry.get("strip_prefix", "")
-        state = {k[len(prefix):] if prefix and k.startswith(prefix) else k: v for k, v in state.items()}
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         model = build_classifier(entry["arch"], entry["num_classes"], entry.get("mean", IMAGENET_MEAN),
                                  entry.get("std", IMAGENET_STD), entry["arch_args"])
         model.net.load_state_dict(state, strict=True)

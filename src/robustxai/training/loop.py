@@ -27,9 +27,9 @@ SCHEDULES = ("cosine", "step", "constant")
 class TrainingSettings:
     """Optimiser, schedule and augmentation settings of one model (all from its config entry).
 
-    ``eps_ramp_epochs``: adversarial / AdvProp training grows the attack's eps linearly from 0 to its
-    configured value over this many epochs (0 = full eps from the start); small nets trained from
-    scratch at full eps can stall at chance.
+    Adversarial / AdvProp curriculum: the first ``clean_epochs`` train with eps = 0, then eps grows
+    linearly to its configured value over ``eps_ramp_epochs`` (both 0 = full eps from the start).
+    Small nets trained from scratch at full eps can stall at chance.
     """
 
     epochs: int = 10
@@ -44,6 +44,7 @@ class TrainingSettings:
     gamma: float = 0.1
     translate: int = 2
     hflip: bool = False
+    clean_epochs: float = 0.0
     eps_ramp_epochs: float = 0.0
     seed: int = 0
 
@@ -53,10 +54,13 @@ class TrainingSettings:
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
     def eps_scale(self, step: int, steps_per_epoch: int) -> float:
-        """Fraction of the training eps used at optimiser step ``step`` (see ``eps_ramp_epochs``)."""
+        """Fraction of the training eps used at optimiser step ``step`` (see ``clean_epochs``)."""
+        ramp_step = step + 1 - self.clean_epochs * steps_per_epoch
+        if ramp_step <= 0:
+            return 0.0
         if self.eps_ramp_epochs <= 0:
             return 1.0
-        return min(1.0, (step + 1) / (self.eps_ramp_epochs * steps_per_epoch))
+        return min(1.0, ramp_step / (self.eps_ramp_epochs * steps_per_epoch))
 
     def lr_factor(self, step: int, steps_per_epoch: int) -> float:
         """Multiplier of ``lr`` at optimiser step ``step`` (linear warm-up, then the schedule)."""

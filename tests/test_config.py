@@ -1,0 +1,66 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robustxai.config import ConfigError, load_config, resolve_model, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config():
+    return load_config(ROOT / "config.yaml")
+
+
+def test_default_study_has_two_architectures_times_three_algorithms(config):
+    entries = [resolve_model(config, name) for name in config["models"]]
+    pairs = {(e["arch"], e["algorithm"]) for e in entries}
+    archs = {arch for arch, _ in pairs}
+    assert len(archs) >= 2 and pairs == {(a, alg) for a in archs for alg in ("vanilla", "adversarial", "advprop")}
+    assert all(e["source"] == "train" for e in entries)
+
+
+@pytest.mark.parametrize("config_file", ["config.yaml", "tests/configs/smoke.yaml", "configs/cifar10.yaml",
+                                         "configs/imagenet.yaml"])
+def test_shipped_configs_are_valid(config_file):
+    load_config(ROOT / config_file)
+
+
+def test_misspelt_key_is_named(config):
+    bad = copy.deepcopy(config)
+    bad["models"]["vgg_tiny-vanilla"]["trainig"] = {"epochs": 1}
+    with pytest.raises(ConfigError, match=r"config\.models\.vgg_tiny-vanilla: .*'trainig' was unexpected"):
+        validate_config(bad)
+
+
+def test_wrong_type_is_named(config):
+    bad = copy.deepcopy(config)
+    bad["training"]["epochs"] = "ten"
+    with pytest.raises(ConfigError, match=r"config\.training\.epochs: 'ten' is not of type 'integer'"):
+        validate_config(bad)
+
+
+def test_model_settings_merge_defaults_and_only_adversarial_models_get_an_attack(config):
+    vanilla = resolve_model(config, "vgg_tiny-vanilla")
+    adversarial = resolve_model(config, "vgg_tiny-pgd_linf")
+    assert "attack" not in vanilla
+    assert adversarial["attack"]["eps"] == config["attack"]["eps"]
+    assert adversarial["training"]["epochs"] == config["models"]["vgg_tiny-pgd_linf"]["training"]["epochs"]
+    assert adversarial["training"]["lr"] == config["training"]["lr"]
+    assert vanilla["num_classes"] == 10 and vanilla["mean"] == config["dataset"]["mean"]
+
+
+def test_file_source_needs_a_checksum(config):
+    config["models"]["zoo"] = {"arch": "resnet50", "source": "file", "file": "w.pt"}
+    with pytest.raises(ConfigError, match="sha256"):
+        resolve_model(config, "zoo")
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        resolve_model(config, "nope")
+
+
+def test_yaml_round_trip_of_the_schema_defaults(tmp_path, config):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert load_config(path) == config

@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from robustxai.data.builtin import make_builtin_splits
+from robustxai.models import build_classifier
+from robustxai.training.algorithms import AdversarialTraining, AttackSettings, make_algorithm
+from robustxai.training.loop import TrainingSettings, augment, settings_from_config, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    splits = make_builtin_splits({"train": 2000, "val": 300, "test": 1, "ood_background": 1, "ood_corruption": 1},
+                                 image_size=32, seed=1)
+    return splits["train"].tensors() + splits["val"].tensors()
+
+
+def test_vanilla_training_beats_chance_by_far(digits):
+    model = build_classifier("cifar_vgg_tiny", 10, (0.5,) * 3, (0.25,) * 3)
+    result = train(model, make_algorithm("vanilla"),
+                   TrainingSettings(epochs=6, lr=0.05, batch_size=32, weight_decay=0.0), *digits, device=CPU)
+    assert [row["epoch"] for row in result.history] == list(range(1, 7))
+    assert result.history[-1]["val_accuracy"] > 0.35  # chance is 0.1
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert not result.model.training
+
+
+class CrashAt:
+    """Wraps an algorithm and raises at a given optimiser step, like a killed job."""
+
+    def __init__(self, inner, step):
+        self.inner, self.step, self.calls = inner, step, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def loss(self, model, images, labels):
+        self.calls += 1
+        if self.calls == self.step:
+            raise KeyboardInterrupt("simulated crash")
+        return self.inner.loss(model, images, labels)
+
+
+def test_a_crashed_run_resumes_to_identical_weights(digits, tmp_path):
+    x, y, xv, yv = (t[:256] for t in digits)
+    settings = TrainingSettings(epochs=3, batch_size=64, lr=0.05, eps_ramp_epochs=1)
+    attack = AttackSettings(eps=0.03, steps=1)
+
+    def run(algorithm, resume):
+        torch.manual_seed(123)  # a different global state must not matter: train() seeds itself
+        model = build_classifier("cifar_vgg_tiny", 10)
+        return train(model, algorithm, settings, x, y, xv, yv, CPU, resume_path=resume, resume_key="k")
+
+    reference = run(AdversarialTraining(attack), None)
+    with pytest.raises(KeyboardInterrupt):
+        run(CrashAt(AdversarialTraining(attack), step=4 * 2 + 2), tmp_path / "state")  # in epoch 3
+    assert (tmp_path / "state").exists()
+    resumed = run(AdversarialTraining(attack), tmp_path / "state")
+    assert not (tmp_path / "state").exists()
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in reference.history]
+    for a, b in zip(resumed.model.state_dict().values(), reference.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_state_from_other_settings_is_ignored(digits, tmp_path):
+    x, y, xv, yv = (t[:64] for t in digits)
+    settings = TrainingSettings(epochs=1, batch_size=64)
+    train(build_classifier("cifar_vgg_tiny", 10), CrashAt(make_algorithm("vanilla"), step=99), settings,
+          x, y, xv, yv, CPU, resume_path=tmp_path / "s", resume_key="old")
+    result = train(build_classifier("cifar_vgg_tiny", 10), make_algorithm("vanilla"),
+                   TrainingSettings(epochs=2, batch_size=64), x, y, xv, yv, CPU, resume_path=tmp_path / "s",
+                   resume_key="new")
+    assert len(result.history) == 2
+
+
+def test_schedules():
+    s = TrainingSettings(epochs=10, warmup_epochs=1, schedule="cosine", eps_ramp_epochs=2)
+    assert s.lr_factor(0, 100) == pytest.approx(0.01)
+    assert s.lr_factor(99, 100) == pytest.approx(1.0)
+    assert s.lr_factor(550, 100) == pytest.approx(0.5)  # half way through the cosine part
+    assert s.lr_factor(999, 100) < 1e-3
+    assert s.eps_scale(49, 100) == pytest.approx(0.25) and s.eps_scale(500, 100) == 1.0
+    curriculum = TrainingSettings(epochs=10, clean_epochs=2, eps_ramp_epochs=4)
+    assert curriculum.eps_scale(199, 100) == 0.0  # last step of the clean epochs
+    assert curriculum.eps_scale(399, 100) == pytest.approx(0.5) and curriculum.eps_scale(600, 100) == 1.0
+    assert TrainingSettings(clean_epochs=1).eps_scale(100, 100) == 1.0  # no ramp: full eps after the clean part
+    step = TrainingSettings(epochs=10, warmup_epochs=0, schedule="step", milestones=[5, 8], gamma=0.1)
+    assert [step.lr_factor(e * 10, 10) for e in (0, 5, 8)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_augment_shifts_within_the_padding():
+    images = torch.zeros(8, 1, 6, 6)
+    images[:, :, 2, 3] = 1.0
+    out = augment(images, translate=1, hflip=False, generator=torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    for image in out:
+        (row, col), = torch.nonzero(image[0] == 1.0).tolist()
+        assert abs(row - 2) <= 1 and abs(col - 3) <= 1
+
+
+def test_unknown_training_setting_is_named():
+    with pytest.raises(ValueError, match="epochz"):
+        settings_from_config({"epochz": 3})
+    with pytest.raises(ValueError, match="unknown training algorithm 'free'"):
+        make_algorithm("free")

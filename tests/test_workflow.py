@@ -1,0 +1,146 @@
+"""End-to-end tests of the Snakemake workflow (the smoke study takes about a minute on 2 cores)."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from robustxai.data.download import file_digest
+from robustxai.data.splits import load_split
+from test_loaders import make_cifar_archive, write_voc
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir, *args, config=SMOKE, check=True):
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(config), "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def planned_jobs(output):
+    """(rule, model wildcard or None) for each job of a dry run's output."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line.strip()):
+            rule = m.group(1)
+            jobs.append([rule, None])
+        elif (m := re.match(r"^wildcards: model=(\S+)", line.strip())) and jobs:
+            jobs[-1][1] = m.group(1)
+    return sorted(tuple(job) for job in jobs)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    snakemake(workdir)
+    return workdir
+
+
+def test_smoke_study_table_values(smoke_run):
+    table = pd.read_csv(smoke_run / "results" / "tables" / "models.csv").set_index("model")
+    assert list(table.index) == ["vgg-vanilla", "vgg-pgd_l2", "vgg-advprop"]
+    assert table["algorithm"].tolist() == ["vanilla", "adversarial", "advprop"]
+    accuracy_columns = ["clean_accuracy", "ood_accuracy_ood_background", "ood_accuracy_ood_corruption",
+                        "ood_accuracy", "robust_accuracy_linf_8"]
+    values = table[accuracy_columns].to_numpy()
+    assert ((0 <= values) & (values <= 1)).all()
+    assert table.loc["vgg-vanilla", "clean_accuracy"] > 0.3  # chance is 0.1
+    assert (table["robust_accuracy_linf_8"] <= table["clean_accuracy"] + 0.05).all()
+    assert np.allclose(table["ood_accuracy"], table[["ood_accuracy_ood_background", "ood_accuracy_ood_corruption"]].mean(1))
+    assert (table["confidence_median"] > 0.1).all() and (table["ece"] >= 0).all()
+    # same architecture, same cost; AdvProp's auxiliary BNs were stripped before saving
+    assert table["params"].nunique() == 1 and table["macs"].nunique() == 1 and table["params"].iloc[0] == 72954
+    assert (table["test_images"] == 300).all() and (table["robust_images"] == 100).all()
+    assert (smoke_run / "results" / "plots" / "accuracy.png").stat().st_size > 10_000
+    plotted = pd.read_csv(smoke_run / "results" / "plots" / "accuracy.csv")
+    assert set(plotted["kind"]) == {"clean", "OOD (mean)", "robust linf_8"} and len(plotted) == 9
+
+
+def test_training_logs_history_and_progress(smoke_run):
+    history = pd.read_csv(smoke_run / "results" / "models" / "vgg-vanilla.history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "train_accuracy", "val_accuracy", "lr", "seconds"} <= set(history.columns)
+    log = (smoke_run / "results" / "logs" / "train" / "vgg-pgd_l2.log").read_text()
+    assert "epoch 6/6" in log and ("it/s" in log or "s/it" in log)  # tqdm bars went into the log
+    assert not list((smoke_run / "results" / "models").glob("*.resume"))
+    assert (smoke_run / "results" / "benchmarks" / "train" / "vgg-advprop.tsv").exists()
+
+
+def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["models"]["vgg-pgd_l2"]["training"] = {"epochs": 7}
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
+    jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
+    assert jobs == [("aggregate_models", None), ("all", None), ("evaluate_model", "vgg-pgd_l2"),
+                    ("train_model", "vgg-pgd_l2")]
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_a_bad_config_stops_with_a_message_naming_the_key(tmp_path):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["models"]["vgg-vanilla"]["epochs"] = 3  # belongs under training:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", config=bad, check=False)
+    assert result.returncode != 0
+    assert "'epochs' was unexpected" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config_name", ["configs/cifar10.yaml", "configs/imagenet.yaml"])
+def test_real_scale_configs_dry_run_clean(tmp_path, config_name):
+    result = snakemake(tmp_path, "-n", config=ROOT / config_name)
+    assert "evaluate_model" in result.stdout and "aggregate_models" in result.stdout
+
+
+def test_cifar10_config_runs_data_preparation_on_a_stand_in_archive(tmp_path):
+    make_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=40)
+    config = yaml.safe_load((ROOT / "configs" / "cifar10.yaml").read_text())
+    config["dataset"]["cifar10"].update(url=(tmp_path / "cifar-10-python.tar.gz").as_uri(), md5=None,
+                                        sha256=file_digest(tmp_path / "cifar-10-python.tar.gz"), val_size=30)
+    path = tmp_path / "cifar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "prepare_dataset", config=path)
+    data = tmp_path / "results" / "cifar10" / "data" / "cifar10"
+    sizes = {split: len(load_split(data / f"{split}.npz")) for split in ("train", "val", "test", "ood_corruption")}
+    assert sizes == {"train": 170, "val": 30, "test": 40, "ood_corruption": 40}
+
+
+def test_imagenet_config_runs_data_preparation_on_a_stand_in_tree(tmp_path):
+    images, boxes = tmp_path / "val", tmp_path / "val_boxes"
+    boxes.mkdir()
+    for k, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
+        (images / wnid).mkdir(parents=True)
+        for i in range(2):
+            stem = f"ILSVRC2012_val_{k * 2 + i:08d}"
+            Image.new("RGB", (300, 200), (40 * k, 90, 200)).save(images / wnid / f"{stem}.JPEG")
+            write_voc(boxes / f"{stem}.xml", stem, 300, 200, [(wnid, (101, 51, 200, 150))])
+    config = yaml.safe_load((ROOT / "configs" / "imagenet.yaml").read_text())
+    config["dataset"]["image_size"] = 100
+    config["dataset"]["imagefolder"].update(num_classes=3, splits={"test": {"images": str(images),
+                                                                             "annotations": str(boxes)}})
+    path = tmp_path / "imagenet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "prepare_dataset", config=path)
+    test = load_split(tmp_path / "results" / "imagenet" / "data" / "imagenet_val" / "test.npz")
+    assert test.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    # 300x200 -> 150x100, centre crop x from 25: box (100, 50, 200, 150) -> (50, 25, 100, 75) -> (25, 25, 75, 75)
+    assert test.boxes.tolist() == [[25, 25, 75, 75]] * 6
