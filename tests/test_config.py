@@ -45,7 +45,8 @@ def test_wrong_type_is_named(config):
 def test_model_settings_merge_defaults_and_only_adversarial_models_get_an_attack(config):
     vanilla = resolve_model(config, "vgg_tiny-vanilla")
     adversarial = resolve_model(config, "vgg_tiny-pgd_linf")
-    assert "attack" not in vanilla
+    assert "attack" not in vanilla and "clean_epochs" not in vanilla["training"]
+    assert adversarial["training"]["clean_epochs"] == config["training"]["clean_epochs"]
     assert adversarial["attack"]["eps"] == config["attack"]["eps"]
     assert adversarial["training"]["epochs"] == config["models"]["vgg_tiny-pgd_linf"]["training"]["epochs"]
     assert adversarial["training"]["lr"] == config["training"]["lr"]

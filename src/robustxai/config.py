@@ -15,6 +15,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 NUM_CLASSES = {"builtin": 10, "cifar10": 10}
 ADVERSARIAL_ALGORITHMS = ("adversarial", "advprop")
+CURRICULUM_KEYS = ("clean_epochs", "eps_ramp_epochs")  # training keys that only adversarial models use
 
 
 class ConfigError(ValueError):
@@ -68,8 +69,8 @@ def resolve_model(config: dict, name: str) -> dict:
     """The full settings of model ``name``: its entry with defaults filled in.
 
     Trained models get ``training`` = global defaults updated by their own, ``attack`` likewise for
-    adversarial / AdvProp models (absent for vanilla ones, so changing the default threat model does
-    not retrain vanilla models), and the dataset's normalisation. Only this dict feeds a model's jobs,
+    adversarial / AdvProp models (absent for vanilla ones, as are the curriculum keys, so changing
+    the default threat model does not retrain vanilla models), and the dataset's normalisation. Only this dict feeds a model's jobs,
     so editing one model's entry reruns only that model.
     """
     if name not in config["models"]:
@@ -85,6 +86,8 @@ def resolve_model(config: dict, name: str) -> dict:
             entry["attack"] = {**config.get("attack", {}), **entry.get("attack", {})}
         else:
             entry.pop("attack", None)
+            for key in CURRICULUM_KEYS:
+                entry["training"].pop(key, None)
         entry.setdefault("mean", list(config["dataset"].get("mean", DEFAULT_MEAN)))
         entry.setdefault("std", list(config["dataset"].get("std", DEFAULT_STD)))
     elif entry["source"] == "file" and not ((entry.get("file") or entry.get("url")) and entry.get("sha256")):

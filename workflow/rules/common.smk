@@ -7,7 +7,7 @@ from snakemake.utils import min_version, validate
 # Jobs import the robustxai package from this checkout, also inside --use-conda environments.
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 from robustxai.config import all_split_names, models_by_source, models_to_download, resolve_model, split_names
 
