@@ -53,6 +53,14 @@ def test_model_settings_merge_defaults_and_only_adversarial_models_get_an_attack
     assert vanilla["num_classes"] == 10 and vanilla["mean"] == config["dataset"]["mean"]
 
 
+def test_resolved_settings_do_not_depend_on_key_order(config):
+    reordered = copy.deepcopy(config)
+    reordered["training"] = dict(reversed(list(config["training"].items())))
+    assert list(resolve_model(reordered, "vgg_tiny-pgd_linf").items()) == \
+        list(resolve_model(config, "vgg_tiny-pgd_linf").items())
+    assert str(resolve_model(reordered, "vgg_tiny-pgd_linf")) == str(resolve_model(config, "vgg_tiny-pgd_linf"))
+
+
 def test_file_source_needs_a_checksum(config):
     config["models"]["zoo"] = {"arch": "resnet50", "source": "file", "file": "w.pt"}
     with pytest.raises(ConfigError, match="sha256"):

@@ -58,7 +58,7 @@ def test_smoke_study_table_values(smoke_run):
     assert ((0 <= values) & (values <= 1)).all()
     assert table.loc["vgg-vanilla", "clean_accuracy"] > 0.3  # chance is 0.1
     assert (table["robust_accuracy_linf_8"] <= table["clean_accuracy"] + 0.05).all()
-    assert np.allclose(table["ood_accuracy"], table[["ood_accuracy_ood_background", "ood_accuracy_ood_corruption"]].mean(1))
+    assert np.allclose(table["ood_accuracy"], table[["ood_accuracy_ood_background", "ood_accuracy_ood_corruption"]].mean(axis=1))
     assert (table["confidence_median"] > 0.1).all() and (table["ece"] >= 0).all()
     # same architecture, same cost; AdvProp's auxiliary BNs were stripped before saving
     assert table["params"].nunique() == 1 and table["macs"].nunique() == 1 and table["params"].iloc[0] == 72954
@@ -82,7 +82,7 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     config = yaml.safe_load(SMOKE.read_text())
     config["models"]["vgg-pgd_l2"]["training"] = {"epochs": 7}
     edited = tmp_path / "edited.yaml"
-    edited.write_text(yaml.safe_dump(config))
+    edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
     assert jobs == [("aggregate_models", None), ("all", None), ("evaluate_model", "vgg-pgd_l2"),

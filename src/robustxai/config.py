@@ -65,6 +65,19 @@ def num_classes(dataset: dict) -> int:
     return NUM_CLASSES[dataset["kind"]]
 
 
+def canonical(value):
+    """``value`` with every mapping's keys sorted, recursively.
+
+    Snakemake compares a job's params with the recorded ones as text, so a reordered YAML file would
+    otherwise rerun every job; canonical params change only when a value does.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def resolve_model(config: dict, name: str) -> dict:
     """The full settings of model ``name``: its entry with defaults filled in.
 
@@ -92,7 +105,7 @@ def resolve_model(config: dict, name: str) -> dict:
         entry.setdefault("std", list(config["dataset"].get("std", DEFAULT_STD)))
     elif entry["source"] == "file" and not ((entry.get("file") or entry.get("url")) and entry.get("sha256")):
         raise ConfigError(f"model '{name}': source 'file' needs 'file' (or 'url') and its 'sha256'")
-    return entry
+    return canonical(entry)
 
 
 def models_to_download(config: dict) -> list[str]:

@@ -9,7 +9,14 @@ SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
-from robustxai.config import all_split_names, models_by_source, models_to_download, resolve_model, split_names
+from robustxai.config import (
+    all_split_names,
+    canonical,
+    models_by_source,
+    models_to_download,
+    resolve_model,
+    split_names,
+)
 
 min_version("9.0")
 
@@ -18,9 +25,10 @@ validate(config, "../schemas/config.schema.yaml")
 
 
 R = config["results"]
-DATASET = config["dataset"]
+DATASET = canonical(config["dataset"])
 SPLITS = split_names(DATASET)
 MODELS = list(config["models"])
+EVALUATION = canonical(config.get("evaluation", {}))
 ENV = "../../envs/robustxai.yaml"
 ARCHIVE = f"{R}/downloads/{DATASET['name']}/archive.tar.gz"  # kinds that need a download (CIFAR-10)
 

@@ -7,7 +7,7 @@ rule evaluate_model:
         f"{R}/evaluation/{{model}}.json",
     params:
         ood_splits=SPLITS["ood"],
-        settings=config.get("evaluation", {}),
+        settings=EVALUATION,
     log:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
