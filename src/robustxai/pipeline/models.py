@@ -40,6 +40,7 @@ def train_model_job(name: str, entry: dict, train_path: str, val_path: str, chec
     train_split, val_split = load_split(train_path), load_split(val_path)
     if len(train_split.class_names) != entry["num_classes"]:
         raise ValueError(f"{train_path} has {len(train_split.class_names)} classes, model expects {entry['num_classes']}")
+    torch.manual_seed(settings.seed)  # the initial weights are part of the run
     model = build_classifier(entry["arch"], entry["num_classes"], entry["mean"], entry["std"], entry["arch_args"])
     log.info("training %s (%s, %s) on %s for %d epochs on %s", name, entry["arch"], entry["algorithm"],
              train_path, settings.epochs, device)
