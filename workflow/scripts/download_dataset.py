@@ -5,6 +5,7 @@ from robustxai.workflow_io import job_logging
 
 snakemake = globals()["snakemake"]
 source = snakemake.params.source
+url = source.get("url", CIFAR10_URL)
+md5 = source.get("md5") or (CIFAR10_MD5 if url == CIFAR10_URL else None)  # the official archive's md5
 with job_logging(snakemake.log[0]):
-    download(source.get("url", CIFAR10_URL), snakemake.output[0], sha256=source.get("sha256"),
-             md5=source.get("md5", CIFAR10_MD5 if "url" not in source else None))
+    download(url, snakemake.output[0], sha256=source.get("sha256"), md5=md5)
