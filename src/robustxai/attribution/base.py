@@ -1,0 +1,51 @@
+"""The interface every attribution method shares, and batched gradient helpers.
+
+A method is an object built from its config settings; ``explain(model, images, targets)`` takes
+(N, C, H, W) images in [0, 1] and (N,) target classes and returns raw, signed maps (N, H, W) on the
+images' device. Maps are never min-max rescaled. Methods that attribute per input channel reduce the
+channels by summing them (which keeps completeness: the map sums to the total attribution); each
+method's docstring states its rule.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class AttributionMethod:
+    """Base class: settings go to ``__init__``; ``explain`` is batched over images and samples."""
+
+    #: channel reduction applied to (N, C, H, W) attributions, documented per method
+    channel_rule = "sum over channels"
+
+    def __init__(self, batch_size: int = 256) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+
+    def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Maps (N, H, W) for ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """The method's settings, as recorded in provenance."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+def target_logits(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Logit of each row's target class: (M,) for inputs (M, C, H, W) and targets (M,)."""
+    return model(inputs).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int
+                    ) -> torch.Tensor:
+    """d logit_target / d input, (M, C, H, W), computed ``batch_size`` inputs at a time.
+
+    Parameter gradients are not accumulated; the model's train/eval mode is left as it is.
+    """
+    grads = torch.empty_like(inputs)
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size].detach().requires_grad_(True)
+        (grads[start:start + batch_size],) = torch.autograd.grad(
+            target_logits(model, chunk, targets[start:start + batch_size]).sum(), chunk)
+    return grads

@@ -1,0 +1,79 @@
+"""Class activation maps: Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018).
+
+Both weight the activations A (N, K, h, w) of a convolutional layer by gradients of the target logit,
+keep the positive part, and upsample bilinearly to the image size. No normalisation is applied.
+The layer is named by its dotted module path (e.g. ``net.layer4``) or found automatically: the module
+that produces the last feature map with a spatial size above 1 (the outermost one, if several return
+the same tensor).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustxai.attribution.base import AttributionMethod, target_logits
+
+
+def find_feature_layer(model: nn.Module, image_shape: tuple[int, int, int]) -> str:
+    """Dotted name of the module producing the last (N, K, h, w) output with h, w > 1."""
+    produced: list[tuple[str, torch.Tensor]] = []
+    hooks = [module.register_forward_hook(lambda m, i, o, name=name: produced.append((name, o)))
+             for name, module in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *image_shape), device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    maps = [(name, out) for name, out in produced
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and min(out.shape[-2:]) > 1]
+    if not maps:
+        raise ValueError("the model has no layer with a spatial feature map; name one with 'layer'")
+    last = maps[-1][1]
+    return min((name for name, out in maps if out is last), key=lambda name: name.count("."))
+
+
+class GradCAM(AttributionMethod):
+    """Grad-CAM: relu(sum_k mean_ij(d logit / d A_k) A_k), upsampled to (H, W). No channel rule:
+    the map is already 2-D."""
+
+    channel_rule = "none (a weighted sum of feature maps)"
+
+    def __init__(self, layer: str | None = None, batch_size: int = 256) -> None:
+        super().__init__(batch_size)
+        self.layer = layer
+
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """(N, K, h, w) activations and gradients -> (N, h, w) map before the ReLU."""
+        return (gradients.mean((2, 3), keepdim=True) * activations).sum(1)
+
+    def explain(self, model, images, targets):
+        layer_name = self.layer or find_feature_layer(model, tuple(images.shape[1:]))
+        layer = model.get_submodule(layer_name)
+        maps = []
+        for start in range(0, len(images), self.batch_size):
+            captured = {}
+            hook = layer.register_forward_hook(lambda m, i, o: captured.update(a=o))
+            try:
+                score = target_logits(model, images[start:start + self.batch_size],
+                                      targets[start:start + self.batch_size]).sum()
+            finally:
+                hook.remove()
+            (grads,) = torch.autograd.grad(score, captured["a"])
+            cam = F.relu(self.combine(captured["a"].detach(), grads))
+            maps.append(F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear",
+                                      align_corners=False)[:, 0])
+        return torch.cat(maps)
+
+
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++: channel weights sum_ij alpha_ij relu(g_ij) with
+    alpha = g^2 / (2 g^2 + sum_ij(A) g^3) (the exponential-score closed form)."""
+
+    def combine(self, activations, gradients):
+        g2, g3 = gradients.pow(2), gradients.pow(3)
+        denominator = 2 * g2 + activations.sum((2, 3), keepdim=True) * g3
+        alpha = g2 / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+        weights = (alpha * F.relu(gradients)).sum((2, 3), keepdim=True)
+        return (weights * activations).sum(1)
