@@ -32,7 +32,7 @@ dryrun: setup
 	$(RUN) snakemake -n --quiet rules
 
 rulegraph: setup
-	$(RUN) snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+	$(RUN) snakemake --rulegraph --configfile tests/configs/smoke.yaml | dot -Tsvg > docs/rulegraph.svg
 
 clean:
 	rm -rf results .snakemake

@@ -12,10 +12,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/attribute.smk"
 include: "workflow/rules/aggregate.smk"
 
 
 rule all:
     input:
         rules.aggregate_models.output,
+        attribution_outputs(),
     default_target: True

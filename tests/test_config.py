@@ -73,3 +73,19 @@ def test_yaml_round_trip_of_the_schema_defaults(tmp_path, config):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     assert load_config(path) == config
+
+
+def test_attribution_section_defaults_and_errors(config):
+    from robustxai.config import resolve_attribution
+
+    assert resolve_attribution(config) is None  # the default study has no attribution jobs yet
+    config["attribution"] = {"methods": {"gradcam": {}}}
+    section = resolve_attribution(config)
+    assert section["split"] == "test" and section["shards"] == 1 and section["images_per_shard"] == 100
+    assert section["models"] == list(config["models"])
+    with pytest.raises(ConfigError, match=r"config\.attribution\.methods: unknown \['lrp'\]"):
+        resolve_attribution({**config, "attribution": {"methods": {"lrp": {}}}})
+    with pytest.raises(ConfigError, match=r"config\.attribution\.models: \['ghost'\]"):
+        resolve_attribution({**config, "attribution": {"methods": {"gradcam": {}}, "models": ["ghost"]}})
+    with pytest.raises(ConfigError, match="'holdout' is not one of"):
+        resolve_attribution({**config, "attribution": {"methods": {"gradcam": {}}, "split": "holdout"}})

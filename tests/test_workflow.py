@@ -36,7 +36,7 @@ def planned_jobs(output):
         if m := re.match(r"^(?:local)?rule (\w+):", line.strip()):
             rule = m.group(1)
             jobs.append([rule, None])
-        elif (m := re.match(r"^wildcards: model=(\S+)", line.strip())) and jobs:
+        elif (m := re.match(r"^wildcards: model=([^,\s]+)", line.strip())) and jobs:
             jobs[-1][1] = m.group(1)
     return sorted(tuple(job) for job in jobs)
 
@@ -85,8 +85,37 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
-    assert jobs == [("aggregate_models", None), ("all", None), ("evaluate_model", "vgg-pgd_l2"),
-                    ("train_model", "vgg-pgd_l2")]
+    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 6 + \
+        [("evaluate_model", "vgg-pgd_l2"), ("train_model", "vgg-pgd_l2")]
+
+
+def test_attribution_shards_hold_maps_and_provenance(smoke_run):
+    from robustxai.attribution.shards import read_shard
+
+    root = smoke_run / "results" / "attributions" / "builtin"
+    checkpoint = smoke_run / "results" / "models" / "vgg-vanilla.pt"
+    for method in ("gradient", "gradcam", "rise"):
+        shards = [read_shard(root / "vgg-vanilla" / method / f"shard-{k}.h5") for k in (0, 1)]
+        assert [s.index.tolist() for s in shards] == [list(range(20)), list(range(20, 40))]
+        for shard in shards:
+            assert shard.maps.shape == (20, 32, 32) and np.isfinite(shard.maps).all()
+            assert shard.attrs["method"] == method and shard.attrs["checkpoint_sha256"] == file_digest(checkpoint)
+            assert shard.attrs["images_per_second"] > 0 and "torch" in shard.attrs["provenance"]["versions"]
+            assert np.array_equal(shard.target, shard.predicted)  # target: predicted
+            assert np.allclose(shard.probs.sum(1), 1, atol=1e-5)
+    assert read_shard(root / "vgg-vanilla" / "rise" / "shard-0.h5").attrs["settings"] == {"cells": 4, "masks": 200}
+    assert not (root / "vgg-advprop").exists()  # only the models the section names
+
+
+def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["attribution"]["methods"]["input_x_gradient"] = {}
+    edited = tmp_path / "more.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    output = snakemake(smoke_run, "-n", config=edited).stdout
+    jobs = planned_jobs(output)
+    assert jobs == [("all", None)] + [("attribute", "vgg-pgd_l2")] * 2 + [("attribute", "vgg-vanilla")] * 2
+    assert output.count("method=input_x_gradient") == 4
 
 
 def test_lint_is_clean():

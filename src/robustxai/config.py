@@ -116,3 +116,27 @@ def models_to_download(config: dict) -> list[str]:
 def models_by_source(config: dict, source: str) -> list[str]:
     """Names of the configured models whose weights come from ``source`` (train, timm or file)."""
     return [name for name, entry in config["models"].items() if entry.get("source", "train") == source]
+
+
+ATTRIBUTION_DEFAULTS = {"split": "test", "shards": 1, "images_per_shard": 100, "images_per_batch": 32,
+                        "target": "predicted", "dtype": "float32"}
+
+
+def resolve_attribution(config: dict) -> dict | None:
+    """The attribution section with defaults filled in and its names checked, or None if absent."""
+    if "attribution" not in config:
+        return None
+    from robustxai.attribution import METHODS  # torch-heavy import only when attribution is configured
+
+    section = {**ATTRIBUTION_DEFAULTS, **config["attribution"]}
+    section.setdefault("models", list(config["models"]))
+    unknown_methods = sorted(set(section["methods"]) - set(METHODS))
+    if unknown_methods:
+        raise ConfigError(f"config.attribution.methods: unknown {unknown_methods}; known: {sorted(METHODS)}")
+    unknown_models = sorted(set(section["models"]) - set(config["models"]))
+    if unknown_models:
+        raise ConfigError(f"config.attribution.models: {unknown_models} are not configured models")
+    if section["split"] not in all_split_names(config["dataset"]):
+        raise ConfigError(f"config.attribution.split: '{section['split']}' is not one of "
+                          f"{all_split_names(config['dataset'])}")
+    return canonical(section)

@@ -14,6 +14,7 @@ from robustxai.config import (
     canonical,
     models_by_source,
     models_to_download,
+    resolve_attribution,
     resolve_model,
     split_names,
 )
@@ -29,6 +30,7 @@ DATASET = canonical(config["dataset"])
 SPLITS = split_names(DATASET)
 MODELS = list(config["models"])
 EVALUATION = canonical(config.get("evaluation", {}))
+ATTRIBUTION = resolve_attribution(config)  # None when the config has no attribution section
 ENV = "../../envs/robustxai.yaml"
 ARCHIVE = f"{R}/downloads/{DATASET['name']}/archive.tar.gz"  # kinds that need a download (CIFAR-10)
 
@@ -57,3 +59,15 @@ def model_weights_file(wildcards):
 def job_resources(stage, key, default):
     """A resource of a stage's jobs from config 'resources', e.g. job_resources('train', 'mem_mb', 4000)."""
     return config.get("resources", {}).get(stage, {}).get(key, default)
+
+
+def attribution_outputs():
+    """Every attribution shard the config asks for (none without an attribution section)."""
+    if ATTRIBUTION is None:
+        return []
+    return expand(
+        f"{R}/attributions/{DATASET['name']}/{{model}}/{{method}}/shard-{{shard}}.h5",
+        model=ATTRIBUTION["models"],
+        method=list(ATTRIBUTION["methods"]),
+        shard=range(ATTRIBUTION["shards"]),
+    )

@@ -1,0 +1,64 @@
+"""HDF5 attribution shards: one file per (dataset, model, method, shard) job.
+
+Datasets: ``maps`` (N, H, W) float32 or float16, chunked per image and gzip-compressed; ``index``
+(N,) image ids in the split; ``target`` (N,) the explained class; ``predicted`` (N,) the model's
+class; ``probs`` (N, K) softmax probabilities. Attributes: ``method``, ``settings`` (JSON),
+``checkpoint_sha256``, ``provenance`` (JSON: package versions, host, time), ``seed``, ``wall_seconds``,
+``images_per_second``. Written to a temp name and renamed, so a half-written shard is never read.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+@dataclass
+class AttributionShard:
+    """The content of one shard (array shapes in the module docstring)."""
+
+    maps: np.ndarray
+    index: np.ndarray
+    target: np.ndarray
+    predicted: np.ndarray
+    probs: np.ndarray
+    attrs: dict = field(default_factory=dict)
+
+
+def write_shard(shard: AttributionShard, path: str | os.PathLike, dtype: str = "float32") -> None:
+    """Write ``shard`` to ``path``; dict / list attributes are stored as JSON strings."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got '{dtype}'")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n, h, w = shard.maps.shape
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("maps", data=shard.maps.astype(DTYPES[dtype]), chunks=(1, h, w) if n else None,
+                         compression="gzip" if n else None)
+        for name in ("index", "target", "predicted"):
+            f.create_dataset(name, data=np.asarray(getattr(shard, name), dtype=np.int64))
+        f.create_dataset("probs", data=np.asarray(shard.probs, dtype=np.float32))
+        for key, value in shard.attrs.items():
+            f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    os.replace(tmp, path)
+
+
+def read_shard(path: str | os.PathLike) -> AttributionShard:
+    """Read a shard written by :func:`write_shard` (JSON attributes decoded)."""
+    with h5py.File(path, "r") as f:
+        attrs = {}
+        for key, value in f.attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode()
+            if key in ("settings", "provenance") and isinstance(value, str):
+                value = json.loads(value)
+            attrs[key] = value.item() if isinstance(value, np.generic) else value
+        return AttributionShard(maps=f["maps"][()], index=f["index"][()], target=f["target"][()],
+                                predicted=f["predicted"][()], probs=f["probs"][()], attrs=attrs)

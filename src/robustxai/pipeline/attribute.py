@@ -1,0 +1,81 @@
+"""Explain one shard of a split with one method for one model, and write it as an HDF5 shard."""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robustxai.attribution import AttributionMethod, make_method
+from robustxai.attribution.shards import AttributionShard, write_shard
+from robustxai.data.download import file_digest
+from robustxai.data.splits import load_split
+from robustxai.models.checkpoint import load_checkpoint
+from robustxai.models.inference import default_device, predict_logits
+from robustxai.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+
+def shard_indices(total: int, shard: int, images_per_shard: int) -> np.ndarray:
+    """Image ids of shard ``shard``: [shard * images_per_shard, (shard + 1) * images_per_shard) ∩ [0, total)."""
+    start = shard * images_per_shard
+    return np.arange(start, min(start + images_per_shard, total))
+
+
+def explain_in_batches(method: AttributionMethod, model: torch.nn.Module, images: torch.Tensor,
+                       targets: torch.Tensor, images_per_batch: int, device: torch.device) -> torch.Tensor:
+    """Maps (N, H, W) on the CPU, ``images_per_batch`` images per call of the method, with a progress
+    bar; on a CUDA out-of-memory error the batch (and the method's own batch size) is halved and retried."""
+    maps, start = [], 0
+    with tqdm(total=len(images), desc=type(method).__name__, unit="img", mininterval=5.0) as bar:
+        while start < len(images):
+            stop = min(start + images_per_batch, len(images))
+            try:
+                maps.append(method.explain(model, images[start:stop].to(device), targets[start:stop].to(device))
+                            .detach().float().cpu())
+            except torch.cuda.OutOfMemoryError:
+                if images_per_batch == 1 and method.batch_size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                images_per_batch, method.batch_size = max(1, images_per_batch // 2), max(1, method.batch_size // 2)
+                log.warning("out of memory: retrying with %d images per batch, method batch size %d",
+                            images_per_batch, method.batch_size)
+                continue
+            bar.update(stop - start)
+            start = stop
+    return torch.cat(maps) if maps else torch.empty(0, *images.shape[-2:])
+
+
+def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str, settings: dict, shard: int,
+                        images_per_shard: int, images_per_batch: int, output_path: str, target: str = "predicted",
+                        dtype: str = "float32") -> AttributionShard:
+    """Explain images of one shard of a split; ``target`` is "predicted" (the model's class) or "label"."""
+    device = default_device()
+    model, _ = load_checkpoint(checkpoint_path)
+    model = model.to(device)
+    split = load_split(split_path)
+    index = shard_indices(len(split), shard, images_per_shard)
+    images, labels = split.tensors()
+    images, labels = images[index], labels[index]
+    logits = predict_logits(model, images, device=device)
+    predicted = logits.argmax(1)
+    targets = predicted if target == "predicted" else labels
+    method = make_method(method_name, **settings)
+    started = time.time()
+    maps = explain_in_batches(method, model, images, targets, images_per_batch, device)
+    wall = time.time() - started
+    shard_data = AttributionShard(
+        maps=maps.numpy(), index=index, target=targets.numpy(), predicted=predicted.numpy(),
+        probs=logits.softmax(1).numpy(),
+        attrs={"method": method_name, "settings": settings, "channel_rule": method.channel_rule,
+               "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
+               "seed": int(settings.get("seed", 0)), "wall_seconds": wall,
+               "images_per_second": len(index) / wall if wall > 0 else float("inf"),
+               "provenance": provenance()})
+    write_shard(shard_data, output_path, dtype)
+    log.info("%s: %d images in %.2f s (%.1f images/s)", method_name, len(index), wall,
+             shard_data.attrs["images_per_second"])
+    return shard_data
