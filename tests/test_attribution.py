@@ -160,3 +160,30 @@ def test_random_baseline_is_seeded_and_registry_errors_name_the_problem(linear, 
     with pytest.raises(ValueError, match="method 'rise'.*'cell'"):
         make_method("rise", cell=7)
     assert {"gradient", "integrated_gradients", "smoothgrad", "gradcam", "rise", "occlusion", "random"} <= set(METHODS)
+
+
+def test_deeplift_on_a_linear_model_and_completeness_on_a_relu_cnn(linear, batch, cnn):
+    images, targets = batch
+    maps = make_method("deeplift", baseline="grey").explain(linear, images, targets)
+    assert torch.allclose(maps, ((images - 0.5) * weights_of(linear, targets)).sum(1), atol=1e-5)
+    model, cnn_images, cnn_targets = cnn  # ResNet without max-pool: summation-to-delta is exact
+    maps = make_method("deeplift", batch_size=2).explain(model, cnn_images, cnn_targets)
+    with torch.no_grad():
+        delta = (model(cnn_images) - model(torch.zeros_like(cnn_images))).gather(1, cnn_targets[:, None])[:, 0]
+    assert torch.allclose(maps.sum((1, 2)), delta, rtol=1e-3, atol=1e-5)
+
+
+def test_guided_backprop_closed_form_and_inplace_flags_restored():
+    torch.manual_seed(0)
+    hidden = nn.Linear(12, 5, bias=False)
+    out = nn.Linear(5, 2, bias=False)
+    model = nn.Sequential(nn.Flatten(), hidden, nn.ReLU(inplace=True), out)
+    x, target = torch.rand(1, 3, 2, 2), torch.tensor([1])
+    h = hidden(x.flatten(1))
+    v = out.weight[1]
+    # guided: the gradient reaching each ReLU is v; keep its positive part where the ReLU was active
+    expected = ((torch.relu(v) * (h[0] > 0)) @ hidden.weight).view(3, 2, 2).sum(0)
+    maps = make_method("guided_backprop").explain(model, x, target)
+    assert torch.allclose(maps[0], expected.detach(), atol=1e-6)
+    assert not torch.allclose(make_method("gradient").explain(model, x, target)[0], expected.detach(), atol=1e-3)
+    assert model[2].inplace  # switched off only during the call

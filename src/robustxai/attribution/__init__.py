@@ -9,6 +9,7 @@ from robustxai.attribution.base import AttributionMethod
 from robustxai.attribution.cam import GradCAM, GradCAMPlusPlus
 from robustxai.attribution.gradients import Gradient, GradientShap, InputXGradient, IntegratedGradients, SmoothGrad
 from robustxai.attribution.perturbation import RISE, Occlusion, RandomMap
+from robustxai.attribution.propagation import DeepLift, GuidedBackprop
 
 METHODS: dict[str, type[AttributionMethod]] = {
     "gradient": Gradient,
@@ -16,6 +17,8 @@ METHODS: dict[str, type[AttributionMethod]] = {
     "integrated_gradients": IntegratedGradients,
     "smoothgrad": SmoothGrad,
     "gradient_shap": GradientShap,
+    "deeplift": DeepLift,
+    "guided_backprop": GuidedBackprop,
     "gradcam": GradCAM,
     "gradcam_plus_plus": GradCAMPlusPlus,
     "occlusion": Occlusion,
