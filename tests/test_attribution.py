@@ -177,6 +177,9 @@ def test_guided_backprop_closed_form_and_inplace_flags_restored():
     torch.manual_seed(0)
     hidden = nn.Linear(12, 5, bias=False)
     out = nn.Linear(5, 2, bias=False)
+    with torch.no_grad():  # all hidden units active on positive inputs; v has negative entries
+        hidden.weight.abs_()
+        out.weight[1] = torch.tensor([1.0, -2.0, 0.5, -1.0, 3.0])
     model = nn.Sequential(nn.Flatten(), hidden, nn.ReLU(inplace=True), out)
     x, target = torch.rand(1, 3, 2, 2), torch.tensor([1])
     h = hidden(x.flatten(1))
