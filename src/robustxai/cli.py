@@ -1,0 +1,94 @@
+"""Command line: ``robustxai explain`` draws attribution maps for a few images before a full study.
+
+    robustxai explain --model results/models/vgg_tiny-vanilla.pt --images digit.png \\
+        --methods gradient gradcam rise --out grid.png
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from robustxai.attribution import METHODS, make_method
+from robustxai.data.imagefolder import IMAGE_SUFFIXES
+from robustxai.models import load_checkpoint
+
+
+def load_images(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Images (N, 3, size, size) in [0, 1] from one file or every image file in a folder (sorted)."""
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+    if not files:
+        raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+    arrays = []
+    for file in files:
+        with Image.open(file) as image:
+            arrays.append(np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+    images = torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2).contiguous()
+    return images, [f.name for f in files]
+
+
+def draw_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], titles: list[str], path: Path) -> None:
+    """One row per image: the image, then each method's map over it. Colours are signed (red +, blue -)
+    and scaled per map to its largest |value| for display only; the numbers are not changed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = len(images), 1 + len(maps)
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2 * rows), squeeze=False)
+    for r in range(rows):
+        picture = images[r].permute(1, 2, 0).numpy()
+        axes[r, 0].imshow(picture)
+        axes[r, 0].set_title(titles[r], fontsize=8)
+        for c, (name, method_maps) in enumerate(maps.items(), start=1):
+            values = method_maps[r].numpy()
+            limit = float(np.abs(values).max()) or 1.0
+            axes[r, c].imshow(picture.mean(2), cmap="gray", alpha=0.5)
+            axes[r, c].imshow(values, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.6)
+            if r == 0:
+                axes[r, c].set_title(name, fontsize=8)
+    for axis in axes.flat:
+        axis.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def explain_command(args: argparse.Namespace) -> None:
+    """Run the chosen methods on the images and write the grid."""
+    model, payload = load_checkpoint(args.model)
+    images, names = load_images(Path(args.images), args.size)
+    with torch.no_grad():
+        probs = model(images).softmax(1)
+    predicted = probs.argmax(1)
+    targets = predicted if args.target is None else torch.full_like(predicted, args.target)
+    maps = {name: make_method(name).explain(model, images, targets).detach() for name in args.methods}
+    titles = [f"{n}\npred {int(p)} ({probs[i, p]:.2f})" for i, (n, p) in enumerate(zip(names, predicted))]
+    draw_grid(images, maps, titles, Path(args.out))
+    print(f"{len(images)} image(s) x {len(maps)} method(s) -> {args.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``robustxai`` command."""
+    parser = argparse.ArgumentParser(prog="robustxai", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    explain = commands.add_parser("explain", help="draw attribution maps of a model for an image or folder")
+    explain.add_argument("--model", required=True, help="a robustxai checkpoint (results/models/<model>.pt)")
+    explain.add_argument("--images", required=True, help="an image file or a folder of images")
+    explain.add_argument("--methods", nargs="+", default=["gradient", "gradcam"], choices=sorted(METHODS),
+                         metavar="METHOD", help=f"default: gradient gradcam; any of {', '.join(sorted(METHODS))}")
+    explain.add_argument("--size", type=int, default=32, help="images are resized to SIZE x SIZE (default 32)")
+    explain.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted one)")
+    explain.add_argument("--out", default="explain.png", help="output PNG (default explain.png)")
+    args = parser.parse_args(argv)
+    explain_command(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

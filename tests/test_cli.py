@@ -1,0 +1,34 @@
+import pytest
+from PIL import Image
+
+from robustxai.cli import main
+from robustxai.models import build_classifier, save_checkpoint
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    path = tmp_path / "m.pt"
+    save_checkpoint(build_classifier("cifar_vgg_tiny", 10), path, "cifar_vgg_tiny", 10)
+    return path
+
+
+def test_explain_writes_a_grid_for_a_folder(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, colour in enumerate([(200, 10, 10), (10, 200, 10)]):
+        Image.new("RGB", (40, 30), colour).save(folder / f"img{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "grid.png"
+    main(["explain", "--model", str(checkpoint), "--images", str(folder), "--methods", "gradient", "occlusion",
+          "--out", str(out)])
+    assert "2 image(s) x 2 method(s)" in capsys.readouterr().out
+    with Image.open(out) as grid:
+        width, height = grid.size
+    assert width > height > 0  # 2 rows x 3 columns of panels
+
+
+def test_explain_rejects_unknown_methods_and_empty_folders(tmp_path, checkpoint):
+    with pytest.raises(SystemExit):
+        main(["explain", "--model", str(checkpoint), "--images", str(tmp_path), "--methods", "lrp"])
+    with pytest.raises(SystemExit, match="no images"):
+        main(["explain", "--model", str(checkpoint), "--images", str(tmp_path)])
