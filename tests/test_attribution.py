@@ -190,3 +190,58 @@ def test_guided_backprop_closed_form_and_inplace_flags_restored():
     assert torch.allclose(maps[0], expected.detach(), atol=1e-6)
     assert not torch.allclose(make_method("gradient").explain(model, x, target)[0], expected.detach(), atol=1e-3)
     assert model[2].inplace  # switched off only during the call
+
+
+class TwoClassLinear(nn.Module):
+    """logits = [w.x + b, 0]: the decision boundary is the hyperplane w.x + b = 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.w = nn.Parameter(torch.randn(3, 6, 6) * 0.5)
+        self.b = nn.Parameter(torch.tensor(-2.0))
+
+    def forward(self, x):
+        score = (x * self.w).sum((1, 2, 3)) + self.b
+        return torch.stack([score, torch.zeros_like(score)], 1)
+
+
+def test_boundary_search_on_a_linear_model_finds_the_hyperplane():
+    model = TwoClassLinear()
+    torch.manual_seed(5)
+    images = torch.rand(6, 3, 6, 6) * 0.3 + 0.35  # away from the [0, 1] box edges
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
+        exact = model(images)[:, 0].abs() / model.w.norm()  # |w.x + b| / ||w||
+    bsm = make_method("bsm", eps=(0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2), pgd_steps=20, cw_steps=200, cw_lr=0.01)
+    maps = bsm.explain(model, images, predicted)
+    extras = bsm.per_image_extras()
+    assert extras["boundary_success"].all()
+    # the closer of PGD and CW lands just beyond the hyperplane: within 10 % of the exact distance
+    assert torch.allclose(torch.from_numpy(extras["boundary_distance"]), exact, rtol=0.1)
+    w_for_class = torch.where(predicted.view(-1, 1, 1, 1) == 0, model.w.detach(), torch.zeros_like(model.w))
+    assert torch.allclose(maps, w_for_class.sum(1), atol=1e-5)  # BSM of a linear model = its gradient
+    pgd_only = make_method("bsm", eps=(0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2), pgd_steps=20, use_cw=False)
+    pgd_only.explain(model, images, predicted)
+    pgd_distance = torch.from_numpy(pgd_only.per_image_extras()["boundary_distance"])
+    assert (pgd_distance >= exact - 1e-4).all()  # PGD overshoots to the next eps of the list
+
+
+def test_big_integrates_from_the_boundary_point():
+    model = TwoClassLinear()
+    torch.manual_seed(6)  # on the class-0 side of the hyperplane: w.x + b > 0
+    w = model.w.detach()
+    shift = (2.0 + 1.5 - 0.5 * w.sum()) / w.abs().sum()  # puts 0.5 + shift * sign(w) at score 1.5
+    images = (0.5 + shift * w.sign() + 0.01 * torch.randn(4, 3, 6, 6)).clamp(0, 1)
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
+        score = model(images)[:, 0]
+    assert (predicted == 0).all()
+    big = make_method("big", steps=8, eps=(0.1, 0.2, 0.4, 0.8, 1.6, 3.2), pgd_steps=20, cw_steps=200)
+    maps = big.explain(model, images, predicted)
+    assert big.per_image_extras()["boundary_success"].all()
+    # IG of a linear logit from x' to x is exact: it sums to f(x) - f(x'), and f(x') is just below 0
+    # (the class flipped) and close to it (the point is the closest one found).
+    assert (maps.sum((1, 2)) >= score - 1e-4).all()
+    assert torch.allclose(maps.sum((1, 2)), score, rtol=0.15)
+    assert maps.shape == (4, 6, 6)

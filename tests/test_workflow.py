@@ -85,7 +85,7 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
-    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 6 + \
+    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 8 + \
         [("evaluate_model", "vgg-pgd_l2"), ("train_model", "vgg-pgd_l2")]
 
 
@@ -104,6 +104,10 @@ def test_attribution_shards_hold_maps_and_provenance(smoke_run):
             assert np.array_equal(shard.target, shard.predicted)  # target: predicted
             assert np.allclose(shard.probs.sum(1), 1, atol=1e-5)
     assert read_shard(root / "vgg-vanilla" / "rise" / "shard-0.h5").attrs["settings"] == {"cells": 4, "masks": 200}
+    bsm = read_shard(root / "vgg-vanilla" / "bsm" / "shard-0.h5")
+    assert bsm.extras["boundary_distance"].shape == (20,) and (bsm.extras["boundary_distance"] > 0).all()
+    assert bsm.attrs["boundary_success_rate"] == pytest.approx(bsm.extras["boundary_success"].mean())
+    assert bsm.attrs["boundary_success_rate"] > 0.5  # a 6-epoch vanilla model is easy to flip
     assert not (root / "vgg-advprop").exists()  # only the models the section names
 
 

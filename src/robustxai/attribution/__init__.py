@@ -6,6 +6,7 @@ Adding a method is one class plus one line in ``METHODS``.
 from __future__ import annotations
 
 from robustxai.attribution.base import AttributionMethod
+from robustxai.attribution.boundary import BoundaryIntegratedGradients, BoundarySaliency
 from robustxai.attribution.cam import GradCAM, GradCAMPlusPlus
 from robustxai.attribution.gradients import Gradient, GradientShap, InputXGradient, IntegratedGradients, SmoothGrad
 from robustxai.attribution.perturbation import RISE, Occlusion, RandomMap
@@ -23,6 +24,8 @@ METHODS: dict[str, type[AttributionMethod]] = {
     "gradcam_plus_plus": GradCAMPlusPlus,
     "occlusion": Occlusion,
     "rise": RISE,
+    "bsm": BoundarySaliency,
+    "big": BoundaryIntegratedGradients,
     "random": RandomMap,
 }
 

@@ -27,6 +27,10 @@ class AttributionMethod:
         """Maps (N, H, W) for ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64."""
         raise NotImplementedError
 
+    def per_image_extras(self) -> dict:
+        """Per-image side results of the calls so far (e.g. boundary distances), name -> (N,) array."""
+        return {}
+
     def settings(self) -> dict:
         """The method's settings, as recorded in provenance."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

@@ -4,7 +4,8 @@ Datasets: ``maps`` (N, H, W) float32 or float16, chunked per image and gzip-comp
 (N,) image ids in the split; ``target`` (N,) the explained class; ``predicted`` (N,) the model's
 class; ``probs`` (N, K) softmax probabilities. Attributes: ``method``, ``settings`` (JSON),
 ``checkpoint_sha256``, ``provenance`` (JSON: package versions, host, time), ``seed``, ``wall_seconds``,
-``images_per_second``. Written to a temp name and renamed, so a half-written shard is never read.
+``images_per_second``. Per-image side results of a method (e.g. ``boundary_distance``,
+``boundary_success`` of BSM / BIG) are datasets in the group ``extras``. Written to a temp name and renamed, so a half-written shard is never read.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class AttributionShard:
     predicted: np.ndarray
     probs: np.ndarray
     attrs: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
 
 
 def write_shard(shard: AttributionShard, path: str | os.PathLike, dtype: str = "float32") -> None:
@@ -45,6 +47,9 @@ def write_shard(shard: AttributionShard, path: str | os.PathLike, dtype: str = "
         for name in ("index", "target", "predicted"):
             f.create_dataset(name, data=np.asarray(getattr(shard, name), dtype=np.int64))
         f.create_dataset("probs", data=np.asarray(shard.probs, dtype=np.float32))
+        extras = f.create_group("extras")
+        for name, values in shard.extras.items():
+            extras.create_dataset(name, data=np.asarray(values))
         for key, value in shard.attrs.items():
             f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
     os.replace(tmp, path)
@@ -60,5 +65,6 @@ def read_shard(path: str | os.PathLike) -> AttributionShard:
             if key in ("settings", "provenance") and isinstance(value, str):
                 value = json.loads(value)
             attrs[key] = value.item() if isinstance(value, np.generic) else value
+        extras = {name: data[()] for name, data in f["extras"].items()} if "extras" in f else {}
         return AttributionShard(maps=f["maps"][()], index=f["index"][()], target=f["target"][()],
-                                predicted=f["predicted"][()], probs=f["probs"][()], attrs=attrs)
+                                predicted=f["predicted"][()], probs=f["probs"][()], attrs=attrs, extras=extras)

@@ -67,6 +67,8 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     started = time.time()
     maps = explain_in_batches(method, model, images, targets, images_per_batch, device)
     wall = time.time() - started
+    extras = method.per_image_extras()
+    summary = {f"{name}_rate": float(np.mean(values)) for name, values in extras.items() if values.dtype == bool}
     shard_data = AttributionShard(
         maps=maps.numpy(), index=index, target=targets.numpy(), predicted=predicted.numpy(),
         probs=logits.softmax(1).numpy(),
@@ -74,7 +76,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
                "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
                "seed": int(settings.get("seed", 0)), "wall_seconds": wall,
                "images_per_second": len(index) / wall if wall > 0 else float("inf"),
-               "provenance": provenance()})
+               "provenance": provenance(), **summary}, extras=extras)
     write_shard(shard_data, output_path, dtype)
     log.info("%s: %d images in %.2f s (%.1f images/s)", method_name, len(index), wall,
              shard_data.attrs["images_per_second"])
