@@ -245,3 +245,30 @@ def test_big_integrates_from_the_boundary_point():
     assert (maps.sum((1, 2)) >= score - 1e-4).all()
     assert torch.allclose(maps.sum((1, 2)), score, rtol=0.15)
     assert maps.shape == (4, 6, 6)
+
+
+def test_robust_counterpart_takes_the_map_from_the_bound_model(linear, batch):
+    images, targets = batch
+    torch.manual_seed(9)
+    other = Linear().eval()
+    method = make_method("robust_counterpart", counterpart="twin", base="gradient")
+    with pytest.raises(RuntimeError, match="bind the counterpart model 'twin'"):
+        method.explain(linear, images, targets)
+    maps = method.bind(other).explain(linear, images, targets)
+    assert torch.allclose(maps, weights_of(other, targets).sum(1), atol=1e-6)
+    assert not torch.allclose(maps, weights_of(linear, targets).sum(1), atol=1e-3)
+    with pytest.raises(ValueError, match="cannot use itself"):
+        make_method("robust_counterpart", counterpart="twin", base="robust_counterpart")
+
+
+@pytest.mark.parametrize("name,settings", [
+    ("smoothgrad", {"samples": 4}), ("gradient_shap", {"samples": 4}),
+    ("integrated_gradients", {"steps": 4, "baseline": "noise", "trials": 2}), ("deeplift", {"baseline": "noise"}),
+    ("random", {}), ("rise", {"masks": 30, "cells": 3}), ("bsm", {"pgd_steps": 3, "cw_steps": 5})])
+def test_maps_do_not_depend_on_batching(cnn, name, settings):
+    model, images, targets = cnn
+    method = make_method(name, **settings)
+    together = method.explain(model, images, targets)
+    apart = torch.cat([make_method(name, **settings).explain(model, images[i:i + 1], targets[i:i + 1])
+                       for i in range(len(images))])
+    assert torch.allclose(together, apart, atol=1e-5)

@@ -89,3 +89,18 @@ def test_attribution_section_defaults_and_errors(config):
         resolve_attribution({**config, "attribution": {"methods": {"gradcam": {}}, "models": ["ghost"]}})
     with pytest.raises(ConfigError, match="'holdout' is not one of"):
         resolve_attribution({**config, "attribution": {"methods": {"gradcam": {}}, "split": "holdout"}})
+
+
+def test_attribution_method_aliases_and_counterparts(config):
+    from robustxai.config import resolve_attribution
+
+    config["attribution"] = {"methods": {
+        "ig_noise": {"method": "integrated_gradients", "baseline": "noise"},
+        "sg_robust": {"method": "robust_counterpart", "counterpart": "vgg_tiny-pgd_linf", "base": "smoothgrad"}}}
+    assert set(resolve_attribution(config)["methods"]) == {"ig_noise", "sg_robust"}
+    config["attribution"]["methods"]["sg_robust"]["counterpart"] = "nobody"
+    with pytest.raises(ConfigError, match=r"sg_robust: 'counterpart' must name a configured model, got 'nobody'"):
+        resolve_attribution(config)
+    config["attribution"]["methods"] = {"x": {"method": "lrp"}}
+    with pytest.raises(ConfigError, match=r"unknown \['x'\]"):
+        resolve_attribution(config)

@@ -41,6 +41,11 @@ def planned_jobs(output):
     return sorted(tuple(job) for job in jobs)
 
 
+def output_methods(output, model):
+    """Methods of the planned attribute jobs of ``model`` in a dry run's output."""
+    return set(re.findall(rf"model={re.escape(model)}, method=(\w+)", output))
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
@@ -85,8 +90,10 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
-    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 8 + \
-        [("evaluate_model", "vgg-pgd_l2"), ("train_model", "vgg-pgd_l2")]
+    # its own jobs, and the jobs that read its checkpoint: vgg-vanilla's maps taken from it
+    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 10 + \
+        [("attribute", "vgg-vanilla")] * 2 + [("evaluate_model", "vgg-pgd_l2"), ("train_model", "vgg-pgd_l2")]
+    assert output_methods(snakemake(smoke_run, "-n", config=edited).stdout, "vgg-vanilla") == {"smoothgrad_of_robust"}
 
 
 def test_attribution_shards_hold_maps_and_provenance(smoke_run):
@@ -109,6 +116,22 @@ def test_attribution_shards_hold_maps_and_provenance(smoke_run):
     assert bsm.attrs["boundary_success_rate"] == pytest.approx(bsm.extras["boundary_success"].mean())
     assert bsm.attrs["boundary_success_rate"] > 0.5  # a 6-epoch vanilla model is easy to flip
     assert not (root / "vgg-advprop").exists()  # only the models the section names
+
+
+def test_robust_counterpart_maps_come_from_the_twin(smoke_run):
+    import torch
+
+    from robustxai.attribution import make_method
+    from robustxai.attribution.shards import read_shard
+    from robustxai.models import load_checkpoint
+
+    shard = read_shard(smoke_run / "results" / "attributions" / "builtin" / "vgg-vanilla" / "smoothgrad_of_robust"
+                       / "shard-1.h5")
+    assert shard.attrs["registered_method"] == "robust_counterpart"
+    twin, _ = load_checkpoint(smoke_run / "results" / "models" / "vgg-pgd_l2.pt")
+    images, _ = load_split(smoke_run / "results" / "data" / "builtin" / "test.npz").tensors()
+    expected = make_method("smoothgrad", samples=8).explain(twin, images[shard.index], torch.from_numpy(shard.target))
+    assert np.allclose(shard.maps, expected.numpy(), atol=1e-5)
 
 
 def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):

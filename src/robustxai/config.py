@@ -122,6 +122,11 @@ ATTRIBUTION_DEFAULTS = {"split": "test", "shards": 1, "images_per_shard": 100, "
                         "target": "predicted", "dtype": "float32"}
 
 
+def method_name(key: str, settings: dict) -> str:
+    """The registered method a config entry of attribution.methods uses: its 'method' key, else its name."""
+    return settings.get("method", key)
+
+
 def resolve_attribution(config: dict) -> dict | None:
     """The attribution section with defaults filled in and its names checked, or None if absent."""
     if "attribution" not in config:
@@ -130,9 +135,15 @@ def resolve_attribution(config: dict) -> dict | None:
 
     section = {**ATTRIBUTION_DEFAULTS, **config["attribution"]}
     section.setdefault("models", list(config["models"]))
-    unknown_methods = sorted(set(section["methods"]) - set(METHODS))
+    unknown_methods = sorted(key for key, settings in section["methods"].items()
+                             if method_name(key, settings) not in METHODS)
     if unknown_methods:
-        raise ConfigError(f"config.attribution.methods: unknown {unknown_methods}; known: {sorted(METHODS)}")
+        raise ConfigError(f"config.attribution.methods: unknown {unknown_methods}; known: {sorted(METHODS)} "
+                          "(or name one with 'method:')")
+    for key, settings in section["methods"].items():
+        if method_name(key, settings) == "robust_counterpart" and settings.get("counterpart") not in config["models"]:
+            raise ConfigError(f"config.attribution.methods.{key}: 'counterpart' must name a configured model, "
+                              f"got {settings.get('counterpart')!r}")
     unknown_models = sorted(set(section["models"]) - set(config["models"]))
     if unknown_models:
         raise ConfigError(f"config.attribution.models: {unknown_models} are not configured models")

@@ -6,6 +6,7 @@ if ATTRIBUTION is not None:
         input:
             checkpoint=f"{R}/models/{{model}}.pt",
             split=split_path(ATTRIBUTION["split"]),
+            counterpart=counterpart_checkpoint,
         output:
             f"{R}/attributions/{DATASET['name']}/{{model}}/{{method}}/shard-{{shard}}.h5",
         wildcard_constraints:

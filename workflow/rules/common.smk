@@ -71,3 +71,11 @@ def attribution_outputs():
         method=list(ATTRIBUTION["methods"]),
         shard=range(ATTRIBUTION["shards"]),
     )
+
+
+def counterpart_checkpoint(wildcards):
+    """The other model's checkpoint a robust_counterpart method needs (none for other methods)."""
+    settings = ATTRIBUTION["methods"][wildcards.method]
+    if settings.get("method", wildcards.method) != "robust_counterpart":
+        return []
+    return [f"{R}/models/{settings['counterpart']}.pt"]

@@ -7,4 +7,5 @@ params = snakemake.params
 with job_logging(snakemake.log[0], snakemake.threads):
     attribute_shard_job(snakemake.input.checkpoint, snakemake.input.split, snakemake.wildcards.method,
                         params.settings, int(snakemake.wildcards.shard), params.images_per_shard,
-                        params.images_per_batch, snakemake.output[0], target=params.target, dtype=params.dtype)
+                        params.images_per_batch, snakemake.output[0], target=params.target, dtype=params.dtype,
+                        counterpart_path=snakemake.input.counterpart[0] if snakemake.input.counterpart else None)

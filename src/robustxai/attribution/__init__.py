@@ -8,6 +8,7 @@ from __future__ import annotations
 from robustxai.attribution.base import AttributionMethod
 from robustxai.attribution.boundary import BoundaryIntegratedGradients, BoundarySaliency
 from robustxai.attribution.cam import GradCAM, GradCAMPlusPlus
+from robustxai.attribution.counterpart import RobustCounterpart
 from robustxai.attribution.gradients import Gradient, GradientShap, InputXGradient, IntegratedGradients, SmoothGrad
 from robustxai.attribution.perturbation import RISE, Occlusion, RandomMap
 from robustxai.attribution.propagation import DeepLift, GuidedBackprop
@@ -24,6 +25,7 @@ METHODS: dict[str, type[AttributionMethod]] = {
     "gradcam_plus_plus": GradCAMPlusPlus,
     "occlusion": Occlusion,
     "rise": RISE,
+    "robust_counterpart": RobustCounterpart,
     "bsm": BoundarySaliency,
     "big": BoundaryIntegratedGradients,
     "random": RandomMap,

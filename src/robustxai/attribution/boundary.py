@@ -4,7 +4,8 @@ decision-boundary point x'.
 The search follows the authors' code: untargeted L2 PGD for each eps of an increasing list, keeping
 per image the first (smallest) eps that flips the class; an L2 Carlini-Wagner-style attack; and per
 image the closer of the two successful points. Where neither succeeds, the smallest-eps PGD point is
-kept and the image counts as a failure. eps are in [0, 1] pixel units (the authors' are in
+kept and the image counts as a failure. Unlike foolbox's PGD, ours starts at x rather than at a random
+point of the ball, so a map does not depend on which batch its image is in. eps are in [0, 1] pixel units (the authors' are in
 ImageNet-normalised units, about 4.4x larger).
 
 - BSM(x) = d logit_y / dx evaluated at x' (channels summed);
@@ -38,7 +39,7 @@ def pgd_boundary(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     """
     points, success = None, torch.zeros(len(images), dtype=torch.bool, device=images.device)
     for eps in sorted(eps_list):
-        candidate = pgd_attack(model, images, targets, eps=eps, steps=steps, norm="l2")
+        candidate = pgd_attack(model, images, targets, eps=eps, steps=steps, norm="l2", random_init=False)
         flipped = _flipped(model, candidate, targets)
         take = flipped & ~success if points is not None else torch.ones_like(success)
         points = candidate if points is None else torch.where(take.view(-1, 1, 1, 1), candidate, points)

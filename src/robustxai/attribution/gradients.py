@@ -1,6 +1,9 @@
 """Gradient-family attributions: gradient, input x gradient, integrated gradients, SmoothGrad,
 GradientSHAP. All take the gradient of the target class's logit and sum the channels of their
-(N, C, H, W) attribution into the (N, H, W) map (signed; completeness is kept)."""
+(N, C, H, W) attribution into the (N, H, W) map (signed; completeness is kept).
+
+Random draws (noise, noise baselines, path points) are drawn once per call from the method's seed
+and shared by all images, so an image's map does not depend on which batch it is explained in."""
 from __future__ import annotations
 
 import torch
@@ -19,8 +22,8 @@ def make_baseline(images: torch.Tensor, kind: str, generator: torch.Generator | 
         return torch.ones_like(images)
     if kind == "grey":
         return torch.full_like(images, 0.5)
-    if kind == "noise":
-        return torch.rand(images.shape, generator=generator, dtype=images.dtype).to(images.device)
+    if kind == "noise":  # one noise image, shared by all inputs (batch-independent maps)
+        return torch.rand(images.shape[1:], generator=generator, dtype=images.dtype).to(images.device).expand_as(images)
     raise ValueError(f"unknown baseline '{kind}', expected one of {BASELINES}")
 
 
@@ -89,7 +92,7 @@ class SmoothGrad(AttributionMethod):
         generator = torch.Generator().manual_seed(self.seed)
         n, s = len(images), self.samples
         spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(n, 1, 1, 1, 1)
-        noise = torch.randn((n, s, *images.shape[1:]), generator=generator, dtype=images.dtype).to(images.device)
+        noise = torch.randn((1, s, *images.shape[1:]), generator=generator, dtype=images.dtype).to(images.device)
         noisy = (images[:, None] + noise * self.noise * spread).flatten(0, 1)
         grads = input_gradients(model, noisy, targets.repeat_interleave(s), self.batch_size)
         return grads.view(n, s, *images.shape[1:]).mean(1).sum(1)
@@ -111,9 +114,11 @@ class GradientShap(AttributionMethod):
         generator = torch.Generator().manual_seed(self.seed)
         n, s = len(images), self.samples
         repeated = images.repeat_interleave(s, 0)
-        baselines = make_baseline(repeated, self.baseline, generator)
-        alphas = torch.rand((n * s, 1, 1, 1), generator=generator, dtype=images.dtype).to(images.device)
-        noise = torch.randn(repeated.shape, generator=generator, dtype=images.dtype).to(images.device) * self.noise
+        per_sample = images[:1].expand(s, *images.shape[1:])  # s draws, shared by every image
+        baselines = torch.cat([make_baseline(per_sample[:1], self.baseline, generator) for _ in range(s)])
+        alphas = torch.rand((s, 1, 1, 1), generator=generator, dtype=images.dtype).to(images.device)
+        noise = torch.randn(per_sample.shape, generator=generator, dtype=images.dtype).to(images.device) * self.noise
+        baselines, alphas, noise = (t.repeat(n, 1, 1, 1) for t in (baselines, alphas, noise))
         points = baselines + alphas * (repeated + noise - baselines)
         grads = input_gradients(model, points, targets.repeat_interleave(s), self.batch_size)
         return (grads * (repeated - baselines)).view(n, s, *images.shape[1:]).mean(1).sum(1)

@@ -6,6 +6,7 @@ perturbations.
 from __future__ import annotations
 
 import math
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +107,8 @@ class RISE(AttributionMethod):
 
 
 class RandomMap(AttributionMethod):
-    """Baseline: i.i.d. uniform [0, 1) values, seeded; the same image index gets the same map."""
+    """Baseline: i.i.d. uniform [0, 1) values from a generator seeded by ``seed`` and the image's
+    content, so an image gets the same map in any batch."""
 
     channel_rule = "none"
 
@@ -115,5 +117,9 @@ class RandomMap(AttributionMethod):
         self.seed = seed
 
     def explain(self, model, images, targets):
-        generator = torch.Generator().manual_seed(self.seed)
-        return torch.rand((images.shape[0], *images.shape[-2:]), generator=generator).to(images.device)
+        maps = []
+        for image in images:
+            digest = zlib.crc32(image.detach().cpu().numpy().tobytes(), self.seed & 0xFFFFFFFF)
+            generator = torch.Generator().manual_seed(digest)
+            maps.append(torch.rand(image.shape[-2:], generator=generator))
+        return torch.stack(maps).to(images.device)

@@ -51,8 +51,12 @@ def explain_in_batches(method: AttributionMethod, model: torch.nn.Module, images
 
 def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str, settings: dict, shard: int,
                         images_per_shard: int, images_per_batch: int, output_path: str, target: str = "predicted",
-                        dtype: str = "float32") -> AttributionShard:
-    """Explain images of one shard of a split; ``target`` is "predicted" (the model's class) or "label"."""
+                        dtype: str = "float32", counterpart_path: str | None = None) -> AttributionShard:
+    """Explain images of one shard of a split; ``target`` is "predicted" (the model's class) or "label".
+
+    ``settings`` may name the registered method under ``method`` (else ``method_name`` is it);
+    ``robust_counterpart`` needs the counterpart model's checkpoint as ``counterpart_path``.
+    """
     device = default_device()
     model, _ = load_checkpoint(checkpoint_path)
     model = model.to(device)
@@ -63,7 +67,12 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     logits = predict_logits(model, images, device=device)
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels
-    method = make_method(method_name, **settings)
+    registered = settings.get("method", method_name)
+    method = make_method(registered, **{k: v for k, v in settings.items() if k != "method"})
+    if registered == "robust_counterpart":
+        if counterpart_path is None:
+            raise ValueError(f"method '{method_name}' needs the counterpart model's checkpoint")
+        method.bind(load_checkpoint(counterpart_path)[0].to(device))
     started = time.time()
     maps = explain_in_batches(method, model, images, targets, images_per_batch, device)
     wall = time.time() - started
@@ -72,7 +81,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     shard_data = AttributionShard(
         maps=maps.numpy(), index=index, target=targets.numpy(), predicted=predicted.numpy(),
         probs=logits.softmax(1).numpy(),
-        attrs={"method": method_name, "settings": settings, "channel_rule": method.channel_rule,
+        attrs={"method": method_name, "registered_method": registered, "settings": settings, "channel_rule": method.channel_rule,
                "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
                "seed": int(settings.get("seed", 0)), "wall_seconds": wall,
                "images_per_second": len(index) / wall if wall > 0 else float("inf"),

@@ -1,0 +1,40 @@
+"""Robust-counterpart attributions (Zeng et al. 2021): the map of one model's prediction taken from
+another model, typically its adversarially trained twin (e.g. SmoothGrad of the robust model).
+
+The counterpart model is bound by the caller (the workflow loads it from its checkpoint); the
+explained model only supplies the targets. The channel rule is the base method's.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from robustxai.attribution.base import AttributionMethod
+
+
+class RobustCounterpart(AttributionMethod):
+    """``base`` (a registered method name, with ``base_settings``) applied to the bound counterpart model."""
+
+    def __init__(self, counterpart: str, base: str = "smoothgrad", base_settings: dict | None = None,
+                 batch_size: int = 256) -> None:
+        from robustxai.attribution import make_method  # the registry imports this module
+
+        super().__init__(batch_size)
+        if base == "robust_counterpart":
+            raise ValueError("robust_counterpart cannot use itself as its base method")
+        self.counterpart, self.base, self.base_settings = counterpart, base, dict(base_settings or {})
+        self._base = make_method(base, **self.base_settings)
+        self.channel_rule = self._base.channel_rule
+        self._model: nn.Module | None = None
+
+    def bind(self, counterpart_model: nn.Module) -> "RobustCounterpart":
+        """Use ``counterpart_model`` (in eval mode, on the images' device) for every later call."""
+        self._model = counterpart_model
+        return self
+
+    def explain(self, model, images, targets):
+        if self._model is None:
+            raise RuntimeError(f"robust_counterpart: bind the counterpart model '{self.counterpart}' first")
+        return self._base.explain(self._model, images, targets)
+
+    def per_image_extras(self):
+        return self._base.per_image_extras()
