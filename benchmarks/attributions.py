@@ -1,0 +1,119 @@
+"""Attribution speed per method: images/second, the share of the compute bound reached, and the
+speed ratio against captum used with its default batching on the same model, images and settings.
+
+Compute bound = (passes the method needs per image) x (best per-image time of that pass kind over
+batch sizes), with forward-only passes for perturbation methods and forward+input-gradient passes
+for gradient methods. Run: python benchmarks/attributions.py [--images 64] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from captum.attr import DeepLift, GuidedBackprop, InputXGradient, IntegratedGradients, LayerGradCam, NoiseTunnel
+from captum.attr import Occlusion, Saliency
+
+from robustxai.attribution import make_method
+from robustxai.attribution.propagation import out_of_place
+from robustxai.models import build_classifier
+
+SETTINGS = {  # method -> (our settings, passes per image, pass kind)
+    "gradient": ({}, 1, "grad"),
+    "input_x_gradient": ({}, 1, "grad"),
+    "integrated_gradients": ({"steps": 49}, 50, "grad"),
+    "smoothgrad": ({"samples": 20}, 20, "grad"),
+    "gradient_shap": ({"samples": 20}, 20, "grad"),
+    "deeplift": ({}, 2, "grad"),
+    "guided_backprop": ({}, 1, "grad"),
+    "gradcam": ({}, 1, "grad"),
+    "occlusion": ({"window": 8, "stride": 4}, 50, "forward"),
+    "rise": ({"masks": 1000, "cells": 7}, 1000, "forward"),
+}
+
+
+def captum_call(name, model, images, targets):
+    """The same attribution through captum with its default batching; None where captum has none."""
+    if name == "gradient":
+        return lambda: Saliency(model).attribute(images, target=targets, abs=False)
+    if name == "input_x_gradient":
+        return lambda: InputXGradient(model).attribute(images, target=targets)
+    if name == "integrated_gradients":
+        return lambda: IntegratedGradients(model).attribute(images, target=targets, n_steps=50,
+                                                            method="riemann_trapezoid")
+    if name == "smoothgrad":
+        return lambda: NoiseTunnel(Saliency(model)).attribute(images, target=targets, nt_type="smoothgrad",
+                                                              nt_samples=20, stdevs=0.15, abs=False)
+    if name == "deeplift":
+        return lambda: DeepLift(model).attribute(images, baselines=0.0, target=targets)
+    if name == "guided_backprop":
+        return lambda: GuidedBackprop(model).attribute(images, target=targets)
+    if name == "gradcam":
+        return lambda: LayerGradCam(model, model.get_submodule("net.layer4")).attribute(images, target=targets)
+    if name == "occlusion":
+        return lambda: Occlusion(model).attribute(images, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4),
+                                                  baselines=0.0, target=targets)
+    return None
+
+
+def seconds(fn, repeats=2):
+    """Best wall time of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def pass_times(model, shape, batch_sizes=(32, 64, 128, 256, 512)):
+    """Best per-image seconds of a forward pass and of a forward + input-gradient pass."""
+    best = {"forward": float("inf"), "grad": float("inf")}
+    for b in batch_sizes:
+        x, t = torch.rand(b, *shape), torch.zeros(b, dtype=torch.long)
+
+        def forward():
+            with torch.no_grad():
+                model(x)
+
+        def grad():
+            xg = x.clone().requires_grad_(True)
+            torch.autograd.grad(model(xg).gather(1, t[:, None]).sum(), xg)
+
+        best["forward"] = min(best["forward"], seconds(forward) / b)
+        best["grad"] = min(best["grad"], seconds(grad) / b)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--arch", default="cifar_resnet_tiny")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_classifier(args.arch, 10).eval()
+    images, targets = torch.rand(args.images, 3, 32, 32), torch.randint(0, 10, (args.images,))
+    bound = pass_times(model, (3, 32, 32))
+    print(f"{args.arch}, {args.images} images 32x32, {args.threads} thread(s); best pass: "
+          f"forward {bound['forward'] * 1e3:.3f} ms/img, forward+grad {bound['grad'] * 1e3:.3f} ms/img")
+    print(f"{'method':22s} {'img/s':>9s} {'of bound':>9s} {'captum img/s':>13s} {'speed-up':>9s}")
+    for name, (settings, passes, kind) in SETTINGS.items():
+        method = make_method(name, batch_size=256, **settings)
+        ours = seconds(lambda: method.explain(model, images, targets), repeats=1)
+        rate = args.images / ours
+        bound_rate = 1.0 / (passes * bound[kind])
+        reference = captum_call(name, model, images, targets)
+        if reference is None:
+            captum_rate, ratio = "-", "-"
+        else:
+            with out_of_place(model):
+                theirs = seconds(reference, repeats=1)
+            captum_rate, ratio = f"{args.images / theirs:13.1f}", f"{theirs / ours:8.2f}x"
+        print(f"{name:22s} {rate:9.1f} {rate / bound_rate:9.2f} {captum_rate:>13s} {ratio:>9s}")
+
+
+if __name__ == "__main__":
+    main()
