@@ -1,6 +1,5 @@
 """End-to-end tests of the Snakemake workflow (the smoke study takes about a minute on 2 cores)."""
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -83,8 +83,8 @@ def resolve_model(config: dict, name: str) -> dict:
 
     Trained models get ``training`` = global defaults updated by their own, ``attack`` likewise for
     adversarial / AdvProp models (absent for vanilla ones, as are the curriculum keys, so changing
-    the default threat model does not retrain vanilla models), and the dataset's normalisation. Only this dict feeds a model's jobs,
-    so editing one model's entry reruns only that model.
+    them does not retrain vanilla models), and the dataset's normalisation. Only this dict feeds a
+    model's jobs, so editing one model's entry reruns only that model. Keys come out sorted.
     """
     if name not in config["models"]:
         raise ConfigError(f"unknown model '{name}'; configured: {sorted(config['models'])}")

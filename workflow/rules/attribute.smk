@@ -1,5 +1,6 @@
-# One job per (model, method, shard); a method's jobs depend only on its own settings, so adding or
-# changing a method adds or reruns only that method's jobs.
+# One job per (model, method, shard); a method's jobs depend only on its own settings (and, for
+# robust_counterpart, on the counterpart's checkpoint), so adding or changing a method adds or reruns
+# only that method's jobs.
 if ATTRIBUTION is not None:
 
     rule attribute:

@@ -12,6 +12,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 from robustxai.config import (
     all_split_names,
     canonical,
+    method_name,
     models_by_source,
     models_to_download,
     resolve_attribution,
@@ -76,6 +77,6 @@ def attribution_outputs():
 def counterpart_checkpoint(wildcards):
     """The other model's checkpoint a robust_counterpart method needs (none for other methods)."""
     settings = ATTRIBUTION["methods"][wildcards.method]
-    if settings.get("method", wildcards.method) != "robust_counterpart":
+    if method_name(wildcards.method, settings) != "robust_counterpart":
         return []
     return [f"{R}/models/{settings['counterpart']}.pt"]

@@ -31,10 +31,6 @@ class AttributionMethod:
         """Per-image side results of the calls so far (e.g. boundary distances), name -> (N,) array."""
         return {}
 
-    def settings(self) -> dict:
-        """The method's settings, as recorded in provenance."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
 
 def target_logits(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Logit of each row's target class: (M,) for inputs (M, C, H, W) and targets (M,)."""

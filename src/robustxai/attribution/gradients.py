@@ -114,11 +114,15 @@ class GradientShap(AttributionMethod):
         generator = torch.Generator().manual_seed(self.seed)
         n, s = len(images), self.samples
         repeated = images.repeat_interleave(s, 0)
-        per_sample = images[:1].expand(s, *images.shape[1:])  # s draws, shared by every image
-        baselines = torch.cat([make_baseline(per_sample[:1], self.baseline, generator) for _ in range(s)])
-        alphas = torch.rand((s, 1, 1, 1), generator=generator, dtype=images.dtype).to(images.device)
-        noise = torch.randn(per_sample.shape, generator=generator, dtype=images.dtype).to(images.device) * self.noise
-        baselines, alphas, noise = (t.repeat(n, 1, 1, 1) for t in (baselines, alphas, noise))
+        shape, options = (s, *images.shape[1:]), {"dtype": images.dtype}
+        # s draws of (baseline, alpha, noise), shared by every image: row k of image i uses draw k.
+        if self.baseline == "noise":
+            baselines = torch.rand(shape, generator=generator, **options)
+        else:
+            baselines = make_baseline(torch.empty(shape, **options), self.baseline)
+        alphas = torch.rand((s, 1, 1, 1), generator=generator, **options)
+        noise = torch.randn(shape, generator=generator, **options) * self.noise
+        baselines, alphas, noise = (t.to(images.device).repeat(n, 1, 1, 1) for t in (baselines, alphas, noise))
         points = baselines + alphas * (repeated + noise - baselines)
         grads = input_gradients(model, points, targets.repeat_interleave(s), self.batch_size)
         return (grads * (repeated - baselines)).view(n, s, *images.shape[1:]).mean(1).sum(1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -55,13 +54,4 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: 
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, dest)
-    return dest
-
-
-def copy_verified(source: str | os.PathLike, dest: str | os.PathLike, sha256: str) -> Path:
-    """Copy a local file to ``dest`` after checking its sha256 (for user-supplied checkpoints)."""
-    verify_digest(source, sha256, "sha256")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, dest)
     return dest

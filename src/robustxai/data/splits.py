@@ -44,11 +44,6 @@ class ImageSplit:
     def __len__(self) -> int:
         return len(self.images)
 
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """(H, W) in pixels."""
-        return self.images.shape[1], self.images.shape[2]
-
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as float (N, 3, H, W) in [0, 1] and labels as int64 (N,)."""
         images = torch.from_numpy(self.images).permute(0, 3, 1, 2).float().div_(255.0)
@@ -97,12 +92,3 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
         if rows.size:
             boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
     return boxes
-
-
-def masks_from_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boolean masks (N, H, W) that are True inside each box (N, 4) (exclusive ends)."""
-    masks = np.zeros((len(boxes), height, width), dtype=bool)
-    for mask, (x0, y0, x1, y1) in zip(masks, boxes):
-        if x1 > x0 >= 0 and y1 > y0 >= 0:
-            mask[y0:y1, x0:x1] = True
-    return masks

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from robustxai.attribution import AttributionMethod, make_method
 from robustxai.attribution.shards import AttributionShard, write_shard
+from robustxai.config import method_name as registered_name
 from robustxai.data.download import file_digest
 from robustxai.data.splits import load_split
 from robustxai.models.checkpoint import load_checkpoint
@@ -67,7 +68,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     logits = predict_logits(model, images, device=device)
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels
-    registered = settings.get("method", method_name)
+    registered = registered_name(method_name, settings)
     method = make_method(registered, **{k: v for k, v in settings.items() if k != "method"})
     if registered == "robust_counterpart":
         if counterpart_path is None:
@@ -81,8 +82,8 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     shard_data = AttributionShard(
         maps=maps.numpy(), index=index, target=targets.numpy(), predicted=predicted.numpy(),
         probs=logits.softmax(1).numpy(),
-        attrs={"method": method_name, "registered_method": registered, "settings": settings, "channel_rule": method.channel_rule,
-               "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
+        attrs={"method": method_name, "registered_method": registered, "settings": settings,
+               "channel_rule": method.channel_rule, "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
                "seed": int(settings.get("seed", 0)), "wall_seconds": wall,
                "images_per_second": len(index) / wall if wall > 0 else float("inf"),
                "provenance": provenance(), **summary}, extras=extras)
