@@ -10,6 +10,8 @@ from torch import nn
 
 from robustxai.attribution import METHODS, make_method
 from robustxai.attribution.cam import find_feature_layer
+from robustxai.attribution.lime import superpixels, weighted_ridge
+from robustxai.attribution.meaningful import blur, total_variation
 from robustxai.attribution.perturbation import rise_masks
 from robustxai.models import build_classifier
 
@@ -122,6 +124,30 @@ def test_gradcam_plus_plus_on_a_hand_computed_layer():
     alpha1 = g1 ** 2 / (2 * g1 ** 2 + 4 * g1 ** 3)
     expected = (alpha0 * g0).sum() * a[0, 0] + (alpha1 * g1).sum() * a[0, 1]
     assert torch.allclose(cam[0], F.relu(expected), atol=1e-6)
+
+
+@pytest.mark.parametrize("name,reference_class", [("gradcam", "GradCAM"), ("gradcam_plus_plus", "GradCAMPlusPlus")])
+def test_cams_agree_with_the_grad_cam_package_after_its_normalisation(cnn, name, reference_class):
+    pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    class Scaled(nn.Module):  # logits x 1000: the package's eps = 1e-6 in Grad-CAM++'s alpha becomes negligible
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return 1e3 * self.model(x)
+
+    cnn_model, images, targets = cnn
+    model = Scaled(cnn_model)
+    layer = model.get_submodule("model.net.layer4")
+    with getattr(pytorch_grad_cam, reference_class)(model=model, target_layers=[layer]) as cam:
+        reference = torch.from_numpy(cam(images, targets=[ClassifierOutputTarget(int(t)) for t in targets]))
+    ours = make_method(name, layer="model.net.layer4").explain(model, images, targets)
+    low, high = ours.flatten(1).amin(1).view(-1, 1, 1), ours.flatten(1).amax(1).view(-1, 1, 1)
+    scaled = (ours - low) / (high - low + 1e-7)  # the package min-max scales each map (after resizing)
+    assert torch.allclose(scaled, reference, atol=2e-3)
 
 
 def test_occlusion_agrees_with_captum(cnn):
@@ -264,7 +290,9 @@ def test_robust_counterpart_takes_the_map_from_the_bound_model(linear, batch):
 @pytest.mark.parametrize("name,settings", [
     ("smoothgrad", {"samples": 4}), ("gradient_shap", {"samples": 4}),
     ("integrated_gradients", {"steps": 4, "baseline": "noise", "trials": 2}), ("deeplift", {"baseline": "noise"}),
-    ("random", {}), ("rise", {"masks": 30, "cells": 3}), ("bsm", {"pgd_steps": 3, "cw_steps": 5})])
+    ("random", {}), ("rise", {"masks": 30, "cells": 3}), ("bsm", {"pgd_steps": 3, "cw_steps": 5}),
+    ("lime", {"samples": 40, "segments": 10}),
+    ("meaningful_perturbation", {"iterations": 5, "blur_sigma": 2, "jitter": 2})])
 def test_maps_do_not_depend_on_batching(cnn, name, settings):
     model, images, targets = cnn
     method = make_method(name, **settings)
@@ -272,3 +300,82 @@ def test_maps_do_not_depend_on_batching(cnn, name, settings):
     apart = torch.cat([make_method(name, **settings).explain(model, images[i:i + 1], targets[i:i + 1])
                        for i in range(len(images))])
     assert torch.allclose(together, apart, atol=1e-5)
+
+
+def test_weighted_ridge_matches_scikit_learn():
+    from sklearn.linear_model import Ridge
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randint(0, 2, (200, 7), generator=generator).float()
+    targets, weights = torch.rand(200, generator=generator), torch.rand(200, generator=generator)
+    reference = Ridge(alpha=1.0).fit(features.numpy(), targets.numpy(), sample_weight=weights.numpy()).coef_
+    assert torch.allclose(weighted_ridge(features, targets, weights, 1.0), torch.from_numpy(reference).double(), atol=1e-5)
+
+
+def test_lime_recovers_superpixel_contributions_of_a_linear_model(linear, batch):
+    """With a zero fill the target logit of a linear model is exactly linear in the on/off vector:
+    logit = b + sum_s z_s <w, x restricted to superpixel s>, so LIME's ridge fit recovers each term."""
+    images, targets = batch
+    method = make_method("lime", samples=300, segments=6, compactness=1, sigma=0, fill=0.0, output="logit",
+                         alpha=1e-6)
+    maps = method.explain(linear, images, targets)
+    contributions = (weights_of(linear, targets) * images).sum(1)  # (N, H, W) per pixel
+    for image, contribution, lime_map in zip(images, contributions, maps):
+        labels = superpixels(image, 6, 1, 0)
+        assert labels.max() >= 2  # several superpixels, not a trivial one-segment split
+        for label in labels.unique():
+            inside = labels == label
+            assert torch.allclose(lime_map[inside], contribution[inside].sum().expand(int(inside.sum())), atol=1e-3)
+    with pytest.raises(ValueError, match="fill must be"):
+        make_method("lime", fill="grey")
+
+
+def test_lime_mean_fill_and_probability_map_is_constant_per_superpixel(cnn):
+    model, images, targets = cnn
+    method = make_method("lime", samples=64, segments=12)
+    maps = method.explain(model, images[:1], targets[:1])
+    labels = superpixels(images[0], 12, 30.0, 3.0)
+    for label in labels.unique():
+        values = maps[0][labels == label]
+        assert torch.all(values == values[0])
+    background = method.fill_image(images[0], labels, int(labels.max()) + 1)
+    first = labels == 0
+    assert torch.allclose(background[:, first], images[0][:, first].mean(1, keepdim=True).expand(-1, int(first.sum())))
+    assert maps.abs().max() <= 1  # probability units
+
+
+class RegionDetector(nn.Module):
+    """Class 0's logit grows with the brightness of a 4 x 4 region; class 1's logit is constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.region = torch.zeros(1, 16, 16)
+        self.region[:, 4:8, 9:13] = 1
+
+    def forward(self, x):
+        evidence = (x.mean(1) * self.region).sum((1, 2)) / self.region.sum()
+        return torch.stack([12 * evidence - 6, torch.zeros_like(evidence)], 1)
+
+
+def test_meaningful_perturbation_deletes_the_evidence_region():
+    images = torch.zeros(2, 3, 16, 16)
+    images[:, :, 4:8, 9:13] = 1
+    images[1] += 0.1 * torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    model, targets = RegionDetector().eval(), torch.tensor([0, 0])
+    for init in ("ones", "circular"):
+        maps = make_method("meaningful_perturbation", iterations=150, blur_sigma=2, jitter=0, init=init, l1=1e-3,
+                           tv=1e-3).explain(model, images, targets)
+        region = model.region[0].bool()
+        assert maps.shape == (2, 16, 16) and 0 <= maps.min() and maps.max() <= 1
+        assert (maps[:, region].mean(1) > maps[:, ~region].mean(1) + 0.5).all(), init
+
+
+def test_total_variation_and_blur_by_hand():
+    masks = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]])
+    assert total_variation(masks, 3.0).item() == 2.0  # two unit steps, cubed
+    flat = torch.full((1, 3, 9, 9), 0.25)
+    assert torch.allclose(blur(flat, 2.0), flat)  # a blur keeps constants
+    step = torch.zeros(1, 1, 1, 9)
+    step[..., 4:] = 1
+    smooth = blur(step.expand(1, 1, 9, 9), 1.0)[0, 0, 4]
+    assert 0 < smooth[3] < 0.5 < smooth[4] < 1  # the edge is spread over neighbours

@@ -9,6 +9,8 @@ from robustxai.attribution.base import AttributionMethod
 from robustxai.attribution.boundary import BoundaryIntegratedGradients, BoundarySaliency
 from robustxai.attribution.cam import GradCAM, GradCAMPlusPlus
 from robustxai.attribution.counterpart import RobustCounterpart
+from robustxai.attribution.lime import LIME
+from robustxai.attribution.meaningful import MeaningfulPerturbation
 from robustxai.attribution.gradients import Gradient, GradientShap, InputXGradient, IntegratedGradients, SmoothGrad
 from robustxai.attribution.perturbation import RISE, Occlusion, RandomMap
 from robustxai.attribution.propagation import DeepLift, GuidedBackprop
@@ -25,6 +27,8 @@ METHODS: dict[str, type[AttributionMethod]] = {
     "gradcam_plus_plus": GradCAMPlusPlus,
     "occlusion": Occlusion,
     "rise": RISE,
+    "lime": LIME,
+    "meaningful_perturbation": MeaningfulPerturbation,
     "robust_counterpart": RobustCounterpart,
     "bsm": BoundarySaliency,
     "big": BoundaryIntegratedGradients,

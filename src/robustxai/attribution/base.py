@@ -12,6 +12,9 @@ import torch
 from torch import nn
 
 
+OUTPUTS = ("logit", "probability")
+
+
 class AttributionMethod:
     """Base class: settings go to ``__init__``; ``explain`` is batched over images and samples."""
 
@@ -35,6 +38,16 @@ class AttributionMethod:
 def target_logits(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Logit of each row's target class: (M,) for inputs (M, C, H, W) and targets (M,)."""
     return model(inputs).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+@torch.no_grad()
+def target_scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, output: str) -> torch.Tensor:
+    """Each row's target-class ``output`` (M,): "logit" or softmax "probability", without gradients."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got '{output}'")
+    logits = model(inputs)
+    values = logits.softmax(1) if output == "probability" else logits
+    return values.gather(1, targets.view(-1, 1)).squeeze(1)
 
 
 def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int

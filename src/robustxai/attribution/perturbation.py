@@ -10,16 +10,8 @@ import zlib
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from robustxai.attribution.base import AttributionMethod
-
-
-@torch.no_grad()
-def _scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, output: str) -> torch.Tensor:
-    logits = model(inputs)
-    values = logits.softmax(1) if output == "probability" else logits
-    return values.gather(1, targets.view(-1, 1)).squeeze(1)
+from robustxai.attribution.base import OUTPUTS, AttributionMethod, target_scores
 
 
 class Occlusion(AttributionMethod):
@@ -32,8 +24,8 @@ class Occlusion(AttributionMethod):
     def __init__(self, window: int = 8, stride: int = 4, fill: float = 0.0, output: str = "logit",
                  batch_size: int = 256) -> None:
         super().__init__(batch_size)
-        if output not in ("logit", "probability"):
-            raise ValueError(f"output must be 'logit' or 'probability', got '{output}'")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got '{output}'")
         self.window, self.stride, self.fill, self.output = window, stride, fill, output
 
     def window_masks(self, height: int, width: int, device: torch.device) -> torch.Tensor:
@@ -49,7 +41,7 @@ class Occlusion(AttributionMethod):
         n, _, h, w = images.shape
         masks = self.window_masks(h, w, images.device)
         p = len(masks)
-        clean = _scores(model, images, targets, self.output)
+        clean = target_scores(model, images, targets, self.output)
         drops = torch.empty(n, p, device=images.device)
         flat = [(i, k) for i in range(n) for k in range(p)]
         for start in range(0, len(flat), self.batch_size):
@@ -57,7 +49,7 @@ class Occlusion(AttributionMethod):
             image_idx, mask_idx = index[:, 0], index[:, 1]
             m = masks[mask_idx][:, None]
             occluded = images[image_idx] * (1 - m) + self.fill * m
-            drops[image_idx, mask_idx] = clean[image_idx] - _scores(model, occluded, targets[image_idx], self.output)
+            drops[image_idx, mask_idx] = clean[image_idx] - target_scores(model, occluded, targets[image_idx], self.output)
         coverage = masks.sum(0)
         total = torch.einsum("np,phw->nhw", drops, masks)
         return torch.where(coverage > 0, total / coverage.clamp_min(1), torch.zeros_like(total))
@@ -101,7 +93,7 @@ class RISE(AttributionMethod):
         for i, (image, target) in enumerate(zip(images, targets)):
             for start in range(0, len(masks), self.batch_size):
                 m = masks[start:start + self.batch_size]
-                probs = _scores(model, image[None] * m[:, None], target.repeat(len(m)), "probability")
+                probs = target_scores(model, image[None] * m[:, None], target.repeat(len(m)), "probability")
                 saliency[i] += torch.einsum("m,mhw->hw", probs, m)
         return saliency / (len(masks) * self.p_keep)
 
