@@ -68,7 +68,7 @@ def explain_command(args: argparse.Namespace) -> None:
         probs = model(images).softmax(1)
     predicted = probs.argmax(1)
     targets = predicted if args.target is None else torch.full_like(predicted, args.target)
-    maps = {name: make_method(name).explain(model, images, targets).detach() for name in args.methods}
+    maps = {name: make_method(name, batch_size="auto").explain(model, images, targets).detach() for name in args.methods}
     titles = [f"{n}\npred {int(p)} ({probs[i, p]:.2f})" for i, (n, p) in enumerate(zip(names, predicted))]
     draw_grid(images, maps, titles, Path(args.out))
     print(f"{len(images)} image(s) x {len(maps)} method(s) -> {args.out}")

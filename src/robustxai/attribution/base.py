@@ -16,18 +16,33 @@ OUTPUTS = ("logit", "probability")
 
 
 class AttributionMethod:
-    """Base class: settings go to ``__init__``; ``explain`` is batched over images and samples."""
+    """Base class: settings go to ``__init__``; ``explain`` is batched over images and samples.
+
+    ``batch_size`` is how many model inputs (perturbed images, path points, noisy copies or images)
+    go through the model at once; "auto" measures the fastest one for the model and device on the
+    first call (see ``robustxai.attribution.tuning``). Subclasses implement ``compute``.
+    """
 
     #: channel reduction applied to (N, C, H, W) attributions, documented per method
     channel_rule = "sum over channels"
+    #: the kind of model pass the method repeats: "forward" or "gradient" (forward + input gradient)
+    pass_kind = "gradient"
 
-    def __init__(self, batch_size: int = 256) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    def __init__(self, batch_size: int | str = 256) -> None:
+        if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValueError(f"batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
         self.batch_size = batch_size
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Maps (N, H, W) for ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64."""
+        if self.batch_size == "auto":
+            from robustxai.attribution.tuning import fastest_batch_size
+
+            self.batch_size = fastest_batch_size(model, tuple(images.shape[1:]), self.pass_kind, images.device)
+        return self.compute(model, images, targets)
+
+    def compute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The method itself: ``explain`` with an integer ``batch_size``."""
         raise NotImplementedError
 
     def per_image_extras(self) -> dict:

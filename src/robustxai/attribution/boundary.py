@@ -82,7 +82,7 @@ class BoundaryMethod(AttributionMethod):
 
     def __init__(self, eps: tuple[float, ...] = DEFAULT_EPS, pgd_steps: int = 20, cw_steps: int = 100,
                  cw_lr: float = 0.01, cw_constants: tuple[float, ...] = (0.1, 1.0, 10.0), use_cw: bool = True,
-                 batch_size: int = 256) -> None:
+                 batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         self.eps, self.pgd_steps, self.use_cw = tuple(eps), pgd_steps, use_cw
         self.cw_steps, self.cw_lr, self.cw_constants = cw_steps, cw_lr, tuple(cw_constants)
@@ -114,7 +114,7 @@ class BoundaryMethod(AttributionMethod):
 class BoundarySaliency(BoundaryMethod):
     """BSM: the gradient of the target logit at the closest boundary point."""
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         points = self.boundary_points(model, images, targets)
         return input_gradients(model, points, targets, self.batch_size).sum(1)
 
@@ -126,7 +126,7 @@ class BoundaryIntegratedGradients(BoundaryMethod):
         super().__init__(**kwargs)
         self.steps = steps
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         points = self.boundary_points(model, images, targets)
         integrator = IntegratedGradients(steps=self.steps, batch_size=self.batch_size)
         return integrator.attribute(model, images, targets, baseline=points).sum(1)

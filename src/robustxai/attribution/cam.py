@@ -8,6 +8,8 @@ the same tensor).
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,17 +42,25 @@ class GradCAM(AttributionMethod):
 
     channel_rule = "none (a weighted sum of feature maps)"
 
-    def __init__(self, layer: str | None = None, batch_size: int = 256) -> None:
+    def __init__(self, layer: str | None = None, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         self.layer = layer
+        self._found: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+
+    def layer_name(self, model: nn.Module, image_shape: tuple[int, int, int]) -> str:
+        """The configured layer, else the one ``find_feature_layer`` picks (searched once per model)."""
+        if self.layer:
+            return self.layer
+        if model not in self._found:
+            self._found[model] = find_feature_layer(model, image_shape)
+        return self._found[model]
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         """(N, K, h, w) activations and gradients -> (N, h, w) map before the ReLU."""
         return (gradients.mean((2, 3), keepdim=True) * activations).sum(1)
 
-    def explain(self, model, images, targets):
-        layer_name = self.layer or find_feature_layer(model, tuple(images.shape[1:]))
-        layer = model.get_submodule(layer_name)
+    def compute(self, model, images, targets):
+        layer = model.get_submodule(self.layer_name(model, tuple(images.shape[1:])))
         maps = []
         for start in range(0, len(images), self.batch_size):
             captured = {}

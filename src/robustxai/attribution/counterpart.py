@@ -15,23 +15,36 @@ class RobustCounterpart(AttributionMethod):
     """``base`` (a registered method name, with ``base_settings``) applied to the bound counterpart model."""
 
     def __init__(self, counterpart: str, base: str = "smoothgrad", base_settings: dict | None = None,
-                 batch_size: int = 256) -> None:
+                 batch_size: int | str = 256) -> None:
         from robustxai.attribution import make_method  # the registry imports this module
 
-        super().__init__(batch_size)
         if base == "robust_counterpart":
             raise ValueError("robust_counterpart cannot use itself as its base method")
         self.counterpart, self.base, self.base_settings = counterpart, base, dict(base_settings or {})
-        self._base = make_method(base, **self.base_settings)
-        self.channel_rule = self._base.channel_rule
+        self._base = make_method(base, **{"batch_size": batch_size, **self.base_settings})
+        super().__init__(batch_size)  # sets (and checks) the base method's batch size
+        self.channel_rule, self.pass_kind = self._base.channel_rule, self._base.pass_kind
         self._model: nn.Module | None = None
+
+    @property
+    def batch_size(self) -> int | str:
+        """The base method's batch size (tuned and halved there)."""
+        return self._base.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int | str) -> None:
+        self._base.batch_size = value
+
+    def explain(self, model, images, targets):
+        """The base method's maps on the counterpart model (which it tunes its batch size on)."""
+        return self.compute(model, images, targets)
 
     def bind(self, counterpart_model: nn.Module) -> "RobustCounterpart":
         """Use ``counterpart_model`` (in eval mode, on the images' device) for every later call."""
         self._model = counterpart_model
         return self
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         if self._model is None:
             raise RuntimeError(f"robust_counterpart: bind the counterpart model '{self.counterpart}' first")
         return self._base.explain(self._model, images, targets)

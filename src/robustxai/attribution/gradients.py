@@ -30,14 +30,14 @@ def make_baseline(images: torch.Tensor, kind: str, generator: torch.Generator | 
 class Gradient(AttributionMethod):
     """Vanilla gradient (Simonyan et al. 2014): d logit / d x, channels summed (signed)."""
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         return input_gradients(model, images, targets, self.batch_size).sum(1)
 
 
 class InputXGradient(AttributionMethod):
     """x * d logit / d x (Shrikumar et al. 2016), channels summed."""
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         return (images * input_gradients(model, images, targets, self.batch_size)).sum(1)
 
 
@@ -50,7 +50,7 @@ class IntegratedGradients(AttributionMethod):
     """
 
     def __init__(self, steps: int = 50, baseline: str = "black", trials: int = 1, seed: int = 0,
-                 batch_size: int = 256) -> None:
+                 batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         if steps < 1 or trials < 1:
             raise ValueError(f"steps and trials must be >= 1, got {steps}, {trials}")
@@ -71,7 +71,7 @@ class IntegratedGradients(AttributionMethod):
         average = (grads.view(n, k, *images.shape[1:]) * weights.view(1, k, 1, 1, 1)).sum(1)
         return (images - baseline) * average
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         generator = torch.Generator().manual_seed(self.seed)
         total = torch.zeros(images.shape[0], *images.shape[2:], device=images.device, dtype=images.dtype)
         trials = self.trials if self.baseline == "noise" else 1
@@ -84,11 +84,11 @@ class SmoothGrad(AttributionMethod):
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over ``samples`` noisy copies, channels
     summed. Noise std = ``noise`` x (max - min) of each image (0.15 as in the lab's reference code)."""
 
-    def __init__(self, samples: int = 50, noise: float = 0.15, seed: int = 0, batch_size: int = 256) -> None:
+    def __init__(self, samples: int = 50, noise: float = 0.15, seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         self.samples, self.noise, self.seed = samples, noise, seed
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         generator = torch.Generator().manual_seed(self.seed)
         n, s = len(images), self.samples
         spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(n, 1, 1, 1, 1)
@@ -104,13 +104,13 @@ class GradientShap(AttributionMethod):
     and Gaussian input noise e of std ``noise`` (0 by default)."""
 
     def __init__(self, samples: int = 50, baseline: str = "noise", noise: float = 0.0, seed: int = 0,
-                 batch_size: int = 256) -> None:
+                 batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         if baseline not in BASELINES:
             raise ValueError(f"unknown baseline '{baseline}', expected one of {BASELINES}")
         self.samples, self.baseline, self.noise, self.seed = samples, baseline, noise, seed
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         generator = torch.Generator().manual_seed(self.seed)
         n, s = len(images), self.samples
         repeated = images.repeat_interleave(s, 0)

@@ -46,10 +46,11 @@ class LIME(AttributionMethod):
     """
 
     channel_rule = "none (superpixels are switched off in all channels)"
+    pass_kind = "forward"
 
     def __init__(self, samples: int = 1000, segments: int = 50, compactness: float = 30.0, sigma: float = 3.0,
                  kernel_width: float = 0.25, alpha: float = 1.0, fill: str | float = "mean",
-                 output: str = "probability", seed: int = 0, batch_size: int = 256) -> None:
+                 output: str = "probability", seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         if samples < 2:
             raise ValueError(f"samples must be >= 2, got {samples}")
@@ -84,7 +85,7 @@ class LIME(AttributionMethod):
         sizes = torch.bincount(flat, minlength=count).clamp_min(1)
         return (sums / sizes)[:, flat].view_as(image)
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         maps = []
         for image, target in zip(images, targets):
             labels = superpixels(image, self.segments, self.compactness, self.sigma)

@@ -66,7 +66,7 @@ class MeaningfulPerturbation(AttributionMethod):
 
     def __init__(self, iterations: int = 300, lr: float = 0.1, l1: float = 1e-4, tv: float = 1e-2,
                  tv_beta: float = 3.0, blur_sigma: float = 10.0, jitter: int = 4, mask_size: int | None = None,
-                 init: str = "circular", seed: int = 0, batch_size: int = 64) -> None:
+                 init: str = "circular", seed: int = 0, batch_size: int | str = 64) -> None:
         super().__init__(batch_size)
         if init not in INITS:
             raise ValueError(f"unknown init '{init}', expected one of {INITS}")
@@ -96,7 +96,7 @@ class MeaningfulPerturbation(AttributionMethod):
         first = torch.where(below.any(1), below.float().argmax(1), torch.full_like(clean, r - 1).long())
         return holes[first].clone()
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         maps = []
         for start in range(0, len(images), self.batch_size):
             maps.append(self.optimise(model, images[start:start + self.batch_size],

@@ -20,9 +20,10 @@ class Occlusion(AttributionMethod):
     (logit or probability). Pixels no window covers get 0 (as in captum)."""
 
     channel_rule = "none (pixels are occluded in all channels)"
+    pass_kind = "forward"
 
     def __init__(self, window: int = 8, stride: int = 4, fill: float = 0.0, output: str = "logit",
-                 batch_size: int = 256) -> None:
+                 batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got '{output}'")
@@ -37,7 +38,7 @@ class Occlusion(AttributionMethod):
             masks[k, r:r + self.window, c:c + self.window] = 1
         return masks
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         n, _, h, w = images.shape
         masks = self.window_masks(h, w, images.device)
         p = len(masks)
@@ -74,9 +75,10 @@ class RISE(AttributionMethod):
     per image size and reused for every image and batch."""
 
     channel_rule = "none (masks cover all channels)"
+    pass_kind = "forward"
 
     def __init__(self, masks: int = 4000, cells: int = 7, p_keep: float = 0.5, seed: int = 0,
-                 batch_size: int = 256) -> None:
+                 batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         self.masks, self.cells, self.p_keep, self.seed = masks, cells, p_keep, seed
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -87,7 +89,7 @@ class RISE(AttributionMethod):
             self._cache[(height, width)] = rise_masks(self.masks, self.cells, self.p_keep, height, width, self.seed)
         return self._cache[(height, width)].to(device)
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         masks = self.mask_set(*images.shape[-2:], images.device)
         saliency = torch.zeros(images.shape[0], *images.shape[-2:], device=images.device)
         for i, (image, target) in enumerate(zip(images, targets)):
@@ -103,12 +105,13 @@ class RandomMap(AttributionMethod):
     content, so an image gets the same map in any batch."""
 
     channel_rule = "none"
+    pass_kind = "forward"
 
-    def __init__(self, seed: int = 0, batch_size: int = 256) -> None:
+    def __init__(self, seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         self.seed = seed
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         maps = []
         for image in images:
             digest = zlib.crc32(image.detach().cpu().numpy().tobytes(), self.seed & 0xFFFFFFFF)

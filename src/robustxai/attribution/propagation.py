@@ -34,13 +34,13 @@ def out_of_place(model: nn.Module):
 class DeepLift(AttributionMethod):
     """DeepLIFT with the rescale rule against a black, white, grey or noise ``baseline`` (seeded)."""
 
-    def __init__(self, baseline: str = "black", seed: int = 0, batch_size: int = 256) -> None:
+    def __init__(self, baseline: str = "black", seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         if baseline not in BASELINES:
             raise ValueError(f"unknown baseline '{baseline}', expected one of {BASELINES}")
         self.baseline, self.seed = baseline, seed
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         baselines = make_baseline(images, self.baseline, torch.Generator().manual_seed(self.seed))
         with out_of_place(model):
             explainer = CaptumDeepLift(model)
@@ -54,7 +54,7 @@ class GuidedBackprop(AttributionMethod):
     """Guided backpropagation: gradients through ReLUs keep only positive values where the forward
     input was positive."""
 
-    def explain(self, model, images, targets):
+    def compute(self, model, images, targets):
         with out_of_place(model):
             explainer = CaptumGuidedBackprop(model)
             maps = [explainer.attribute(images[i:i + self.batch_size], target=targets[i:i + self.batch_size])

@@ -54,6 +54,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
                         images_per_shard: int, images_per_batch: int, output_path: str, target: str = "predicted",
                         dtype: str = "float32", counterpart_path: str | None = None) -> AttributionShard:
     """Explain images of one shard of a split; ``target`` is "predicted" (the model's class) or "label".
+    The method's batch size is tuned on the device ("auto") unless ``settings`` give one.
 
     ``settings`` may name the registered method under ``method`` (else ``method_name`` is it);
     ``robust_counterpart`` needs the counterpart model's checkpoint as ``counterpart_path``.
@@ -69,7 +70,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels
     registered = registered_name(method_name, settings)
-    method = make_method(registered, **{k: v for k, v in settings.items() if k != "method"})
+    method = make_method(registered, **{"batch_size": "auto", **{k: v for k, v in settings.items() if k != "method"}})
     if registered == "robust_counterpart":
         if counterpart_path is None:
             raise ValueError(f"method '{method_name}' needs the counterpart model's checkpoint")
@@ -84,7 +85,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
         probs=logits.softmax(1).numpy(),
         attrs={"method": method_name, "registered_method": registered, "settings": settings,
                "channel_rule": method.channel_rule, "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
-               "seed": int(settings.get("seed", 0)), "wall_seconds": wall,
+               "seed": int(settings.get("seed", 0)), "batch_size": method.batch_size, "wall_seconds": wall,
                "images_per_second": len(index) / wall if wall > 0 else float("inf"),
                "provenance": provenance(), **summary}, extras=extras)
     write_shard(shard_data, output_path, dtype)
