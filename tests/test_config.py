@@ -78,7 +78,8 @@ def test_yaml_round_trip_of_the_schema_defaults(tmp_path, config):
 def test_attribution_section_defaults_and_errors(config):
     from robustxai.config import resolve_attribution
 
-    assert resolve_attribution(config) is None  # the default study has no attribution jobs yet
+    assert resolve_attribution({k: v for k, v in config.items() if k != "attribution"}) is None
+    assert set(resolve_attribution(config)["methods"]) >= {"gradient", "gradcam", "rise", "random"}  # default study
     config["attribution"] = {"methods": {"gradcam": {}}}
     section = resolve_attribution(config)
     assert section["split"] == "test" and section["shards"] == 1 and section["images_per_shard"] == 100
