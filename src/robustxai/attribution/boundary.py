@@ -77,6 +77,23 @@ def cw_boundary(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, s
     return best.detach(), torch.isfinite(best_distance)
 
 
+def closest_boundary(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps=DEFAULT_EPS,
+                     pgd_steps: int = 20, use_cw: bool = True, cw_steps: int = 100, cw_lr: float = 0.01,
+                     cw_constants=(0.1, 1.0, 10.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """The closest point found across the boundary of each image's ``targets`` class, (N, C, H, W),
+    and whether one was found (N,) bool: the PGD point over the eps list, or the CW point when that
+    one succeeded and is closer (or PGD failed)."""
+    points, success = pgd_boundary(model, images, targets, eps, pgd_steps)
+    if use_cw:
+        cw_points, cw_success = cw_boundary(model, images, targets, cw_steps, cw_lr, cw_constants)
+        pgd_distance = (points - images).flatten(1).norm(dim=1)
+        cw_distance = (cw_points - images).flatten(1).norm(dim=1)
+        take_cw = cw_success & (~success | (cw_distance < pgd_distance))
+        points = torch.where(take_cw.view(-1, 1, 1, 1), cw_points, points)
+        success = success | cw_success
+    return points, success
+
+
 class BoundaryMethod(AttributionMethod):
     """Shared boundary search and bookkeeping of BSM and BIG."""
 
@@ -91,14 +108,8 @@ class BoundaryMethod(AttributionMethod):
 
     def boundary_points(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The closest boundary point found per image (N, C, H, W); distance and success are recorded."""
-        points, success = pgd_boundary(model, images, targets, self.eps, self.pgd_steps)
-        if self.use_cw:
-            cw_points, cw_success = cw_boundary(model, images, targets, self.cw_steps, self.cw_lr, self.cw_constants)
-            pgd_distance = (points - images).flatten(1).norm(dim=1)
-            cw_distance = (cw_points - images).flatten(1).norm(dim=1)
-            take_cw = cw_success & (~success | (cw_distance < pgd_distance))
-            points = torch.where(take_cw.view(-1, 1, 1, 1), cw_points, points)
-            success = success | cw_success
+        points, success = closest_boundary(model, images, targets, self.eps, self.pgd_steps, self.use_cw,
+                                           self.cw_steps, self.cw_lr, self.cw_constants)
         self._distances.append((points - images).flatten(1).norm(dim=1).detach().cpu().numpy())
         self._successes.append(success.cpu().numpy())
         return points

@@ -1,0 +1,117 @@
+"""Insertion and deletion (Petsiuk et al. 2018, RISE section 4.1), batched over whole curves.
+
+Pixels are ranked by the map (``pixel_order``). Deletion starts from the image and replaces
+``ceil(H W / steps)`` pixels per step, most salient first, with a substrate (the model's
+normalisation mean, i.e. zero in normalised space, by default); insertion starts from a blurred copy
+(Gaussian kernel 11, sigma 5, zero padding in normalised space) and puts the image's pixels back in
+the same order. The score after each step is the softmax probability of the class predicted on the
+clean image; the AUC is the trapezoid rule on [0, 1]: (sum - s_0 / 2 - s_n / 2) / n.
+All (image, step) inputs go through the model ``batch_size`` at a time.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustxai.metrics.base import Metric, MetricBatch, pixel_order
+
+
+def normalisation_mean(model: nn.Module, channels: int) -> torch.Tensor:
+    """(C,) the mean of the model's ``Normalize`` layer (zero in its normalised space), else 0.5."""
+    for module in model.modules():
+        mean = getattr(module, "mean", None)
+        if isinstance(mean, torch.Tensor) and mean.numel() == channels:
+            return mean.detach().flatten()
+    return torch.full((channels,), 0.5)
+
+
+def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
+    """(size, size) Gaussian weights summing to 1, centred."""
+    axis = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    weights = torch.exp(-axis.pow(2) / (2 * sigma ** 2))
+    kernel = weights[:, None] * weights[None, :]
+    return kernel / kernel.sum()
+
+
+def blurred_start(images: torch.Tensor, mean: torch.Tensor, size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """RISE's insertion start: each channel of (images - mean) convolved with a ``size`` x ``size``
+    Gaussian with zero padding, plus mean (so padding is the mean colour, as in normalised space)."""
+    c = images.shape[1]
+    kernel = gaussian_kernel(size, sigma).to(images)[None, None].expand(c, 1, size, size)
+    centre = mean.to(images).view(1, c, 1, 1)
+    return F.conv2d(images - centre, kernel, padding=size // 2, groups=c) + centre
+
+
+def step_pixels(height: int, width: int, steps: int) -> int:
+    """Pixels changed per step: ceil(H W / steps)."""
+    return math.ceil(height * width / steps)
+
+
+@torch.no_grad()
+def causal_curves(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, order: torch.Tensor,
+                  targets: torch.Tensor, steps: int, batch_size: int = 256) -> torch.Tensor:
+    """Scores (N, n + 1), n = ceil(H W / step_pixels): at step k the first k * step_pixels pixels of
+    ``order`` (N, H W) show ``finish`` (N, C, H, W), the rest ``start``; score = softmax probability
+    of ``targets`` (N,)."""
+    n, c, h, w = start.shape
+    per_step = step_pixels(h, w, steps)
+    count = math.ceil(h * w / per_step)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
+    pairs = torch.cartesian_prod(torch.arange(n), torch.arange(count + 1)).to(start.device)
+    scores = torch.empty(n, count + 1, device=start.device)
+    for first in range(0, len(pairs), batch_size):
+        image, step = pairs[first:first + batch_size].unbind(1)
+        shown = (rank[image] < (step * per_step)[:, None]).view(-1, 1, h, w).to(start.dtype)
+        inputs = start[image] + shown * (finish[image] - start[image])
+        probs = model(inputs).softmax(1)
+        scores[image, step] = probs.gather(1, targets[image].view(-1, 1)).squeeze(1)
+    return scores
+
+
+def curve_auc(scores: torch.Tensor) -> torch.Tensor:
+    """(N,) trapezoid area under (N, n + 1) curves sampled evenly on [0, 1]."""
+    n = scores.shape[1] - 1
+    return (scores.sum(1) - scores[:, 0] / 2 - scores[:, -1] / 2) / n
+
+
+class _CausalMetric(Metric):
+    needs_model = True
+    mode = ""
+
+    def __init__(self, steps: int = 224, batch_size: int = 256, blur_size: int = 11, blur_sigma: float = 5.0) -> None:
+        if steps < 1 or batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
+        self.steps, self.batch_size, self.blur_size, self.blur_sigma = steps, batch_size, blur_size, blur_sigma
+
+    def endpoints(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(start, finish) images of the curve."""
+        raise NotImplementedError
+
+    def __call__(self, model, batch: MetricBatch):
+        start, finish = self.endpoints(model, batch.images)
+        scores = causal_curves(model, start, finish, pixel_order(batch.maps), batch.targets, self.steps,
+                               self.batch_size)
+        return {self.mode: curve_auc(scores), f"{self.mode}_start": scores[:, 0], f"{self.mode}_end": scores[:, -1]}
+
+
+class Deletion(_CausalMetric):
+    """Deletion AUC (lower = better): salient pixels first are replaced by the substrate."""
+
+    mode = "deletion"
+
+    def endpoints(self, model, images):
+        mean = normalisation_mean(model, images.shape[1]).to(images)
+        return images, mean.view(1, -1, 1, 1).expand_as(images)
+
+
+class Insertion(_CausalMetric):
+    """Insertion AUC (higher = better): salient pixels first are put back into a blurred copy."""
+
+    mode = "insertion"
+
+    def endpoints(self, model, images):
+        mean = normalisation_mean(model, images.shape[1])
+        return blurred_start(images, mean, self.blur_size, self.blur_sigma), images

@@ -1,0 +1,245 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robustxai.attribution import make_method
+from robustxai.metrics import METRICS, MetricBatch, degenerate_maps, make_metric
+from robustxai.metrics.causal import blurred_start, curve_auc, normalisation_mean
+from robustxai.metrics.localisation import component_box
+from robustxai.metrics.sanity import cascade_blocks, map_similarities
+from robustxai.models import build_classifier
+
+
+def boxes_batch(n=8, size=32, seed=0):
+    """Images with one box each, an oracle map (the box) and a random map."""
+    generator = torch.Generator().manual_seed(seed)
+    boxes = []
+    for _ in range(n):
+        x0, y0 = torch.randint(0, size // 2, (2,), generator=generator).tolist()
+        w, h = torch.randint(4, size // 2, (2,), generator=generator).tolist()
+        boxes.append([x0, y0, x0 + w, y0 + h])
+    boxes = torch.tensor(boxes)
+    images = torch.rand(n, 3, size, size, generator=generator)
+    batch = MetricBatch(images, torch.zeros(n, size, size), torch.zeros(n, dtype=torch.long), boxes)
+    oracle = batch.box_masks().float()
+    random = torch.rand(n, size, size, generator=generator)
+    return batch, oracle, random
+
+
+def test_box_masks_and_component_box():
+    batch, oracle, _ = boxes_batch(n=2)
+    x0, y0, x1, y1 = batch.boxes[0].tolist()
+    assert oracle[0].sum() == (x1 - x0) * (y1 - y0) and oracle[0, y0, x0] == 1 and oracle[0, y1 - 1, x1 - 1] == 1
+    region = np.zeros((6, 6), bool)
+    region[0, 0] = True
+    region[2:4, 1:5] = True  # the larger component
+    assert component_box(region) == (1, 2, 5, 4)
+    assert component_box(np.zeros((3, 3), bool)) is None
+
+
+@pytest.mark.parametrize("name,column", [("pointing_game", "pointing_game"), ("energy_in_box", "energy_in_box"),
+                                         ("box_iou", "box_iou")])
+def test_the_oracle_map_beats_random_on_every_localisation_metric(name, column):
+    batch, oracle, random = boxes_batch()
+    metric = make_metric(name)
+    batch.maps = oracle
+    oracle_values = metric(None, batch)[column]
+    batch.maps = random
+    random_values = metric(None, batch)[column]
+    assert torch.allclose(oracle_values, torch.ones_like(oracle_values))
+    assert random_values.mean() < 0.9 * oracle_values.mean()
+
+
+def test_energy_of_a_random_map_is_about_the_box_share():
+    batch, _, random = boxes_batch(n=64)
+    batch.maps = random
+    energy = make_metric("energy_in_box")(None, batch)["energy_in_box"]
+    assert torch.allclose(energy, batch.box_masks().float().mean((1, 2)), atol=0.05)
+
+
+def test_pointing_game_hits_and_misses_at_the_tolerance_boundary():
+    size = 224  # the tolerance (15 px) is given at 224 px, so it is used unscaled here
+    boxes = torch.tensor([[100, 100, 120, 120]] * 4)
+    maps = torch.zeros(4, size, size)
+    maps[0, 110, 119 + 15] = 1   # 15 px right of the box's last column: hit
+    maps[1, 110, 119 + 16] = 1   # 16 px: miss
+    maps[2, 100 - 9, 100 - 12] = 1  # 9, 12 px diagonal = 15 px: hit
+    maps[3, 100 - 10, 100 - 12] = 1  # 15.6 px: miss
+    batch = MetricBatch(torch.zeros(4, 3, size, size), maps, torch.zeros(4, dtype=torch.long), boxes)
+    assert make_metric("pointing_game")(None, batch)["pointing_game"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    small = MetricBatch(torch.zeros(1, 3, 32, 32), torch.zeros(1, 32, 32), torch.zeros(1, dtype=torch.long),
+                        torch.tensor([[10, 10, 20, 20]]))
+    small.maps[0, 15, 22] = 1  # 3 px away: 15 px at 224 is 2.14 px at 32, a miss
+    assert make_metric("pointing_game")(None, small)["pointing_game"].item() == 0.0
+
+
+class RegionMean(nn.Module):
+    """Two classes: logit_0 = scale * mean(x over a region and channels), logit_1 = 0."""
+
+    def __init__(self, region, scale=4.0):
+        super().__init__()
+        self.region, self.scale = region, scale
+
+    def forward(self, x):
+        mean = (x.mean(1) * self.region).flatten(1).sum(1) / self.region.sum()
+        return torch.stack([self.scale * mean, torch.zeros_like(mean)], 1)
+
+
+def test_deletion_auc_of_the_oracle_ordering_by_hand():
+    region = torch.zeros(16, 16)
+    region[2:6, 4:12] = 1  # 32 pixels = two steps of 16
+    images = region.expand(1, 3, 16, 16).clone()  # 1 inside the region, 0 outside
+    model = RegionMean(region)
+    batch = MetricBatch(images, region[None].clone(), torch.tensor([0]), torch.tensor([[4, 2, 12, 6]]))
+    values = make_metric("deletion", steps=16)(model, batch)
+    # substrate = 0.5 (no normalisation layer): after k steps the region's mean is 1 - 0.25 min(k, 2)
+    scores = [1 / (1 + math.exp(-4 * (1 - 0.25 * min(k, 2)))) for k in range(17)]
+    expected = (sum(scores) - scores[0] / 2 - scores[-1] / 2) / 16
+    assert values["deletion"].item() == pytest.approx(expected, abs=1e-6)
+    assert values["deletion_start"].item() == pytest.approx(scores[0], abs=1e-6)
+    # the reverse ordering deletes the region last: a larger (worse) deletion AUC
+    batch.maps = 1 - batch.maps
+    assert make_metric("deletion", steps=16)(model, batch)["deletion"].item() > expected + 0.05
+
+
+def reference_causal_auc(model, image, saliency, mode, step, substrate, target):
+    """RISE's CausalMetric.single_run, unbatched, one step at a time (eclique/RISE evaluation.py),
+    scoring the class predicted on the clean image."""
+    _, c, h, w = image.shape
+    hw = h * w
+    n_steps = (hw + step - 1) // step
+    if mode == "del":
+        start, finish = image.clone(), substrate.clone()
+    else:
+        start, finish = substrate.clone(), image.clone()
+    order = np.argsort(-saliency.reshape(-1), kind="stable")
+    scores = np.empty(n_steps + 1)
+    for i in range(n_steps + 1):
+        with torch.no_grad():
+            scores[i] = model(start).softmax(1)[0, target].item()
+        if i < n_steps:
+            coords = order[step * i:step * (i + 1)]
+            flat_start, flat_finish = start.view(1, c, hw), finish.view(1, c, hw)
+            flat_start[0, :, coords] = flat_finish[0, :, coords]
+    return (scores.sum() - scores[0] / 2 - scores[-1] / 2) / (len(scores) - 1)
+
+
+def test_insertion_and_deletion_match_the_unbatched_reference():
+    torch.manual_seed(0)
+    model = build_classifier("cifar_resnet_tiny", 10, mean=(0.4, 0.5, 0.6), std=(0.25, 0.25, 0.25)).eval()
+    images, maps = torch.rand(3, 3, 32, 32), torch.rand(3, 32, 32)
+    with torch.no_grad():
+        targets = model(images).argmax(1)
+    batch = MetricBatch(images, maps, targets, torch.zeros(3, 4, dtype=torch.long))
+    deletion = make_metric("deletion", steps=40, batch_size=17)(model, batch)["deletion"]
+    insertion = make_metric("insertion", steps=40, batch_size=17)(model, batch)["insertion"]
+    mean = normalisation_mean(model, 3)
+    assert torch.allclose(mean, torch.tensor([0.4, 0.5, 0.6]))
+    step = math.ceil(32 * 32 / 40)
+    for i in range(3):
+        grey = mean.view(1, 3, 1, 1).expand(1, 3, 32, 32)
+        blurred = blurred_start(images[i:i + 1], mean)
+        expected_del = reference_causal_auc(model, images[i:i + 1], maps[i].numpy(), "del", step, grey, targets[i])
+        expected_ins = reference_causal_auc(model, images[i:i + 1], maps[i].numpy(), "ins", step, blurred, targets[i])
+        assert deletion[i].item() == pytest.approx(expected_del, abs=1e-4)
+        assert insertion[i].item() == pytest.approx(expected_ins, abs=1e-4)
+
+
+def test_blurred_start_is_the_rise_blur_in_normalised_space():
+    flat = torch.full((1, 3, 20, 20), 0.3)
+    mean = torch.tensor([0.3, 0.3, 0.3])
+    assert torch.allclose(blurred_start(flat, mean), flat, atol=1e-6)  # mean-coloured padding keeps it flat
+    dot = torch.full((1, 3, 21, 21), 0.3)
+    dot[..., 10, 10] = 1.3
+    blurred = blurred_start(dot, mean)
+    assert blurred[0, 0, 10, 10] < 0.31 + 0.05 and blurred[0, 0, 10, 15] > 0.3  # spread over the 11 x 11 kernel
+    assert blurred[0, 0, 10, 16] == pytest.approx(0.3)
+
+
+def test_curve_auc_trapezoid():
+    assert curve_auc(torch.tensor([[1.0, 1.0, 1.0]])).item() == 1.0
+    assert curve_auc(torch.tensor([[1.0, 0.0]])).item() == 0.5
+
+
+def test_degenerate_maps_get_defined_values_and_are_flagged():
+    batch, oracle, _ = boxes_batch(n=3)
+    maps = oracle.clone()
+    maps[1] = 0.0  # constant
+    maps[2, 0, 0] = float("nan")  # a NaN
+    batch.maps = maps
+    assert degenerate_maps(maps).tolist() == [False, True, True]
+    for name in ("pointing_game", "energy_in_box", "box_iou"):
+        values = next(iter(make_metric(name)(None, batch).values()))
+        assert torch.isfinite(values).all(), name
+    energy = make_metric("energy_in_box")(None, batch)["energy_in_box"]
+    assert energy[1] == pytest.approx(batch.box_masks()[1].float().mean().item())  # like a uniform map
+    model = build_classifier("cifar_resnet_tiny", 10).eval()
+    deletion = make_metric("deletion", steps=8)(model, batch)["deletion"]
+    assert torch.isfinite(deletion).all()
+
+
+def test_similarities_of_identical_and_unrelated_maps():
+    generator = np.random.default_rng(0)
+    a = generator.random((32, 32))
+    same = map_similarities(a, a, hog_cell=8)
+    assert same == pytest.approx({"spearman_abs": 1.0, "spearman_signed": 1.0, "ssim": 1.0, "hog": 1.0})
+    other = map_similarities(a, generator.random((32, 32)), hog_cell=8)
+    assert abs(other["spearman_signed"]) < 0.1 and other["ssim"] < 0.3
+    assert map_similarities(a, np.zeros((32, 32)), hog_cell=8)["ssim"] == 0.0  # undefined counts as 0
+    flipped = map_similarities(a - 0.5, 0.5 - a, hog_cell=8)
+    assert flipped["spearman_signed"] == pytest.approx(-1.0) and flipped["spearman_abs"] == pytest.approx(1.0)
+
+
+def test_cascading_randomisation_of_a_cnn():
+    torch.manual_seed(0)
+    model = build_classifier("cifar_resnet_tiny", 10).eval()
+    blocks = cascade_blocks(model)
+    assert blocks[0].endswith("fc") and blocks[-1] == "net.conv1" and "net.layer4" in blocks
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        targets = model(images).argmax(1)
+    method = make_method("gradient")
+    batch = MetricBatch(images, method.explain(model, images, targets), targets, torch.zeros(4, 4, dtype=torch.long),
+                        method=method)
+    before = [p.clone() for p in model.parameters()]
+    columns = make_metric("sanity_randomisation", blocks=3)(model, batch)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # the model itself is untouched
+    assert len(columns) == 3 * 4 and all(len(v) == 4 for v in columns.values())
+    last = [name for name in columns if name.startswith("spearman_abs@3_")]
+    assert len(last) == 1 and columns[last[0]].mean() < 0.9
+    with pytest.raises(ValueError, match="needs the attribution method"):
+        make_metric("sanity_randomisation")(model, MetricBatch(images, batch.maps, targets, batch.boxes))
+
+
+def test_boundary_alignment_of_the_gradient_of_a_linear_model_is_one():
+    class Linear(nn.Module):  # logit_0 = w.x + b, logit_1 = 0: the boundary's normal is w
+        def __init__(self):
+            super().__init__()
+            self.w = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.05
+
+        def forward(self, x):
+            return torch.stack([(x * self.w).flatten(1).sum(1) - (0.5 * self.w).sum() + 0.2,
+                                torch.zeros(len(x))], 1)
+
+    model = Linear()
+    images = torch.full((2, 3, 8, 8), 0.5)
+    targets = torch.tensor([0, 0])
+    maps = make_method("gradient").explain(model, images, targets)
+    batch = MetricBatch(images, maps, targets, torch.zeros(2, 4, dtype=torch.long))
+    values = make_metric("boundary_alignment", pgd_steps=20, cw_steps=50)(model, batch)
+    assert values["boundary_found"].tolist() == [1.0, 1.0]
+    assert (values["boundary_alignment"] > 0.99).all()
+    batch.maps = -maps
+    assert (make_metric("boundary_alignment", pgd_steps=20, cw_steps=50)(model, batch)["boundary_alignment"] < -0.99).all()
+
+
+def test_registry_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+        make_metric("auc")
+    with pytest.raises(ValueError, match="metric 'deletion'"):
+        make_metric("deletion", step=3)
+    assert {"insertion", "deletion", "pointing_game", "energy_in_box", "box_iou", "sanity_randomisation",
+            "boundary_alignment"} == set(METRICS)
