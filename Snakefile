@@ -1,5 +1,5 @@
 # robustxai: how explainable are vanilla, adversarially robust and AdvProp CNNs?
-# One DAG: dataset -> models -> evaluation -> tables/plots. See README.md.
+# One DAG: dataset -> models -> evaluation -> attributions -> metrics -> tables/plots. See README.md.
 
 # The default study, unless a study config came with --configfile (Snakemake would merge the two,
 # mixing their model lists).
@@ -13,6 +13,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attribute.smk"
+include: "workflow/rules/metrics.smk"
 include: "workflow/rules/aggregate.smk"
 
 
@@ -20,4 +21,5 @@ rule all:
     input:
         rules.aggregate_models.output,
         attribution_outputs(),
+        metric_outputs(),
     default_target: True

@@ -197,7 +197,9 @@ def test_cascading_randomisation_of_a_cnn():
     torch.manual_seed(0)
     model = build_classifier("cifar_resnet_tiny", 10).eval()
     blocks = cascade_blocks(model)
-    assert blocks[0].endswith("fc") and blocks[-1] == "net.conv1" and "net.layer4" in blocks
+    assert blocks[0].endswith("fc") and blocks[-1] == "net.conv1" and "net.layer4.0" in blocks
+    vgg_blocks = cascade_blocks(build_classifier("cifar_vgg_tiny", 10))
+    assert len(vgg_blocks) > 3 and all(name.startswith("net.") for name in vgg_blocks)
     images = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         targets = model(images).argmax(1)

@@ -89,9 +89,11 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
-    # its own jobs, and the jobs that read its checkpoint: vgg-vanilla's maps taken from it
-    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 14 + \
-        [("attribute", "vgg-vanilla")] * 2 + [("evaluate_model", "vgg-pgd_l2"), ("train_model", "vgg-pgd_l2")]
+    # its own jobs (8 methods x 2 shards, 4 metric tables), and the jobs that read its checkpoint:
+    # vgg-vanilla's maps taken from it
+    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 16 + \
+        [("attribute", "vgg-vanilla")] * 2 + [("evaluate_model", "vgg-pgd_l2")] + [("metric", "vgg-pgd_l2")] * 4 + \
+        [("train_model", "vgg-pgd_l2")]
     assert output_methods(snakemake(smoke_run, "-n", config=edited).stdout, "vgg-vanilla") == {"smoothgrad_of_robust"}
 
 
@@ -115,6 +117,36 @@ def test_attribution_shards_hold_maps_and_provenance(smoke_run):
     assert bsm.attrs["boundary_success_rate"] == pytest.approx(bsm.extras["boundary_success"].mean())
     assert bsm.attrs["boundary_success_rate"] > 0.5  # a 6-epoch vanilla model is easy to flip
     assert not (root / "vgg-advprop").exists()  # only the models the section names
+
+
+def read_metric(smoke_run, model, method, metric):
+    return pd.read_parquet(smoke_run / "results" / "metrics" / "builtin" / model / method / f"{metric}.parquet")
+
+
+def test_metric_tables_hold_per_image_values_and_rank_gradcam_above_random(smoke_run):
+    energy = {m: read_metric(smoke_run, "vgg-vanilla", m, "energy_in_box") for m in ("gradcam", "rise", "random")}
+    for table in energy.values():
+        assert list(table.columns[:5]) == ["image", "target", "predicted", "confidence", "degenerate"]
+        assert table["image"].tolist() == list(range(40)) and table["energy_in_box"].between(0, 1).all()
+    assert energy["gradcam"]["energy_in_box"].mean() > energy["random"]["energy_in_box"].mean() + 0.1
+    deletion = {m: read_metric(smoke_run, "vgg-vanilla", m, "deletion")["deletion"].mean() for m in ("gradcam", "random")}
+    insertion = {m: read_metric(smoke_run, "vgg-vanilla", m, "insertion")["insertion"].mean() for m in ("gradcam", "random")}
+    assert deletion["gradcam"] < deletion["random"] and insertion["gradcam"] > insertion["random"]
+    shard_probs = read_shard_probs(smoke_run, "vgg-vanilla", "gradcam")
+    assert np.allclose(energy["gradcam"]["confidence"], shard_probs, atol=1e-6)
+    sanity = read_metric(smoke_run, "vgg-vanilla", "gradient", "sanity_randomisation")
+    assert len(sanity) == 8 and sum(c.startswith("ssim@") for c in sanity.columns) == 3
+    alignment = read_metric(smoke_run, "vgg-vanilla", "gradient", "boundary_alignment")
+    assert len(alignment) == 16 and alignment["boundary_alignment"].dropna().between(-1, 1).all()
+    assert not (smoke_run / "results" / "metrics" / "builtin" / "vgg-pgd_l2" / "gradcam" / "box_iou.parquet").exists()
+
+
+def read_shard_probs(smoke_run, model, method):
+    from robustxai.attribution.shards import read_shard
+
+    root = smoke_run / "results" / "attributions" / "builtin" / model / method
+    shards = [read_shard(root / f"shard-{k}.h5") for k in (0, 1)]
+    return np.concatenate([s.probs[np.arange(len(s.target)), s.target] for s in shards])
 
 
 def test_robust_counterpart_maps_come_from_the_twin(smoke_run):

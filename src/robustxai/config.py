@@ -151,3 +151,25 @@ def resolve_attribution(config: dict) -> dict | None:
         raise ConfigError(f"config.attribution.split: '{section['split']}' is not one of "
                           f"{all_split_names(config['dataset'])}")
     return canonical(section)
+
+
+def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
+    """The metrics section (name -> settings) with each metric's ``methods`` and ``models`` filled in
+    (default: every attributed method and model) and its names checked, or None if absent."""
+    if "metrics" not in config:
+        return None
+    if attribution is None:
+        raise ConfigError("config.metrics scores attribution maps: add an 'attribution' section")
+    from robustxai.metrics import METRICS  # torch import only when metrics are configured
+
+    resolved = {}
+    for name, settings in config["metrics"].items():
+        if name not in METRICS:
+            raise ConfigError(f"config.metrics: unknown metric '{name}'; known: {sorted(METRICS)}")
+        entry = {"methods": list(attribution["methods"]), "models": list(attribution["models"]), **settings}
+        for key, known in (("methods", attribution["methods"]), ("models", attribution["models"])):
+            unknown = sorted(set(entry[key]) - set(known))
+            if unknown:
+                raise ConfigError(f"config.metrics.{name}.{key}: {unknown} are not attributed {key}")
+        resolved[name] = entry
+    return canonical(resolved)

@@ -16,6 +16,7 @@ from robustxai.config import (
     models_by_source,
     models_to_download,
     resolve_attribution,
+    resolve_metrics,
     resolve_model,
     split_names,
 )
@@ -32,6 +33,7 @@ SPLITS = split_names(DATASET)
 MODELS = list(config["models"])
 EVALUATION = canonical(config.get("evaluation", {}))
 ATTRIBUTION = resolve_attribution(config)  # None when the config has no attribution section
+METRICS = resolve_metrics(config, ATTRIBUTION)  # None when the config has no metrics section
 ENV = "../../envs/robustxai.yaml"
 ARCHIVE = f"{R}/downloads/{DATASET['name']}/archive.tar.gz"  # kinds that need a download (CIFAR-10)
 
@@ -80,3 +82,38 @@ def counterpart_checkpoint(wildcards):
     if method_name(wildcards.method, settings) != "robust_counterpart":
         return []
     return [f"{R}/models/{settings['counterpart']}.pt"]
+
+
+def shard_paths(model, method):
+    """Every attribution shard of one (model, method)."""
+    return expand(f"{R}/attributions/{DATASET['name']}/{model}/{method}/shard-{{shard}}.h5",
+                  shard=range(ATTRIBUTION["shards"]))
+
+
+def metric_outputs():
+    """Every per-image metric table the config asks for (none without a metrics section)."""
+    if METRICS is None:
+        return []
+    return [f"{R}/metrics/{DATASET['name']}/{model}/{method}/{metric}.parquet"
+            for metric, settings in METRICS.items() for model in settings["models"] for method in settings["methods"]]
+
+
+def metric_checkpoint(wildcards):
+    """The model's checkpoint when the metric runs the model (none for localisation metrics)."""
+    from robustxai.metrics import metric_class
+
+    return [f"{R}/models/{wildcards.model}.pt"] if metric_class(wildcards.metric).needs_model else []
+
+
+def metric_method_settings(wildcards):
+    """The method's settings when the metric recomputes maps (sanity checks), else None."""
+    from robustxai.metrics import metric_class
+
+    return ATTRIBUTION["methods"][wildcards.method] if metric_class(wildcards.metric).needs_method else None
+
+
+def metric_gpus(wildcards):
+    """GPUs of a metric job: the stage's setting when it runs the model, else 0."""
+    from robustxai.metrics import metric_class
+
+    return job_resources("metrics", "gpu", 1) if metric_class(wildcards.metric).needs_model else 0

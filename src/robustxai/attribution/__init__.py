@@ -1,49 +1,53 @@
 """Attribution methods: a registry from config names to method classes.
 
 ``make_method(name, **settings).explain(model, images, targets) -> maps (N, H, W)``.
-Adding a method is one class plus one line in ``METHODS``.
+Adding a method is one class plus one line in ``METHODS``. Method modules are imported when a
+method is made, so a job that runs one method does not pay for the others' imports (captum,
+scikit-image, torchvision).
 """
 from __future__ import annotations
 
-from robustxai.attribution.base import AttributionMethod
-from robustxai.attribution.boundary import BoundaryIntegratedGradients, BoundarySaliency
-from robustxai.attribution.cam import GradCAM, GradCAMPlusPlus
-from robustxai.attribution.counterpart import RobustCounterpart
-from robustxai.attribution.lime import LIME
-from robustxai.attribution.meaningful import MeaningfulPerturbation
-from robustxai.attribution.gradients import Gradient, GradientShap, InputXGradient, IntegratedGradients, SmoothGrad
-from robustxai.attribution.perturbation import RISE, Occlusion, RandomMap
-from robustxai.attribution.propagation import DeepLift, GuidedBackprop
+import importlib
 
-METHODS: dict[str, type[AttributionMethod]] = {
-    "gradient": Gradient,
-    "input_x_gradient": InputXGradient,
-    "integrated_gradients": IntegratedGradients,
-    "smoothgrad": SmoothGrad,
-    "gradient_shap": GradientShap,
-    "deeplift": DeepLift,
-    "guided_backprop": GuidedBackprop,
-    "gradcam": GradCAM,
-    "gradcam_plus_plus": GradCAMPlusPlus,
-    "occlusion": Occlusion,
-    "rise": RISE,
-    "lime": LIME,
-    "meaningful_perturbation": MeaningfulPerturbation,
-    "robust_counterpart": RobustCounterpart,
-    "bsm": BoundarySaliency,
-    "big": BoundaryIntegratedGradients,
-    "random": RandomMap,
+from robustxai.attribution.base import AttributionMethod
+
+#: config name -> "module:Class" within this package
+METHODS: dict[str, str] = {
+    "gradient": "gradients:Gradient",
+    "input_x_gradient": "gradients:InputXGradient",
+    "integrated_gradients": "gradients:IntegratedGradients",
+    "smoothgrad": "gradients:SmoothGrad",
+    "gradient_shap": "gradients:GradientShap",
+    "deeplift": "propagation:DeepLift",
+    "guided_backprop": "propagation:GuidedBackprop",
+    "gradcam": "cam:GradCAM",
+    "gradcam_plus_plus": "cam:GradCAMPlusPlus",
+    "occlusion": "perturbation:Occlusion",
+    "rise": "perturbation:RISE",
+    "lime": "lime:LIME",
+    "meaningful_perturbation": "meaningful:MeaningfulPerturbation",
+    "robust_counterpart": "counterpart:RobustCounterpart",
+    "bsm": "boundary:BoundarySaliency",
+    "big": "boundary:BoundaryIntegratedGradients",
+    "random": "perturbation:RandomMap",
 }
+
+
+def method_class(name: str) -> type[AttributionMethod]:
+    """The class registered as ``name`` (imports its module); unknown names raise ValueError."""
+    if name not in METHODS:
+        raise ValueError(f"unknown attribution method '{name}', expected one of {sorted(METHODS)}")
+    module, cls = METHODS[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
 def make_method(name: str, **settings) -> AttributionMethod:
     """Build the method registered as ``name``; unknown names or settings raise ValueError naming them."""
-    if name not in METHODS:
-        raise ValueError(f"unknown attribution method '{name}', expected one of {sorted(METHODS)}")
+    cls = method_class(name)
     try:
-        return METHODS[name](**settings)
+        return cls(**settings)
     except TypeError as error:
         raise ValueError(f"method '{name}': {error}") from error
 
 
-__all__ = ["METHODS", "AttributionMethod", "make_method"]
+__all__ = ["METHODS", "AttributionMethod", "make_method", "method_class"]

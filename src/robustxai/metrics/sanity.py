@@ -29,11 +29,18 @@ SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
 
 
 def cascade_blocks(model: nn.Module) -> list[str]:
-    """Dotted names of the model's top-level blocks that hold parameters, from the output back to
-    the input (the wrapper's ``net`` is entered; its children are the blocks)."""
+    """Dotted names of the blocks randomised one after another, from the output back to the input:
+    the children of the wrapper's ``net`` that hold parameters, with ``nn.Sequential`` children
+    (a VGG's ``features``, a ResNet's ``layer1``) split into their own parametrised children."""
     root_name, root = ("net", model.net) if hasattr(model, "net") else ("", model)
-    blocks = [name for name, child in root.named_children() if any(True for _ in child.parameters())]
-    return [f"{root_name}.{name}" if root_name else name for name in reversed(blocks)]
+    prefix = f"{root_name}." if root_name else ""
+    blocks = []
+    for name, child in root.named_children():
+        parts = child.named_children() if isinstance(child, nn.Sequential) else [("", child)]
+        for part_name, part in parts:
+            if any(True for _ in part.parameters()):
+                blocks.append(f"{prefix}{name}.{part_name}" if part_name else f"{prefix}{name}")
+    return list(reversed(blocks))
 
 
 def reinitialise(block: nn.Module, seed: int) -> None:

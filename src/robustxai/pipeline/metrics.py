@@ -1,0 +1,96 @@
+"""Score one (model, method)'s attribution maps with one metric; write per-image values as Parquet."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from robustxai.attribution.shards import read_shard
+from robustxai.data.splits import load_split
+from robustxai.metrics import MetricBatch, degenerate_maps, make_metric, metric_class
+
+log = logging.getLogger(__name__)
+
+#: keys of a metric's config entry that select jobs rather than configure the metric
+SELECTION_KEYS = ("methods", "models", "images")
+
+
+def read_shards(paths: list[str], limit: int | None = None) -> dict[str, np.ndarray]:
+    """The shards' maps (N, H, W), index, target, predicted and probs (N, K), concatenated in shard
+    order and cut to the first ``limit`` images."""
+    shards = [read_shard(path) for path in paths]
+    columns = {name: np.concatenate([getattr(s, name) for s in shards]) for name in
+               ("maps", "index", "target", "predicted", "probs")}
+    return {name: values[:limit] for name, values in columns.items()}
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``table`` as Parquet via a temporary name, so a half-written table is never read."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_path: str, output_path: str,
+               checkpoint_path: str | None = None, method_name: str | None = None,
+               method_settings: dict | None = None, images_per_batch: int = 64) -> pd.DataFrame:
+    """Per-image table of one metric: columns image (id in the split), target, predicted, confidence
+    (the model's probability of the target on the clean image), degenerate (constant or non-finite
+    map), then the metric's own columns. ``checkpoint_path`` is needed by metrics that run the model;
+    ``method_name`` and ``method_settings`` by those that recompute maps."""
+    cls = metric_class(metric_name)
+    metric = make_metric(metric_name, **{k: v for k, v in settings.items() if k not in SELECTION_KEYS})
+    data = read_shards(shard_paths, settings.get("images"))
+    split = load_split(split_path)
+    images, _ = split.tensors()
+    model = method = None
+    device = torch.device("cpu")
+    if cls.needs_model:
+        from robustxai.models.checkpoint import load_checkpoint
+        from robustxai.models.inference import default_device
+
+        device = default_device()
+        model = load_checkpoint(checkpoint_path)[0].to(device).eval()
+    if cls.needs_method:
+        from robustxai.attribution import make_method
+        from robustxai.config import method_name as registered_name
+
+        registered = registered_name(method_name, method_settings)
+        if registered == "robust_counterpart":
+            raise ValueError(f"{metric_name} cannot recompute robust_counterpart maps ({method_name}); "
+                             f"leave it out of the metric's 'methods'")
+        method = make_method(registered, **{"batch_size": "auto",
+                                            **{k: v for k, v in method_settings.items() if k != "method"}})
+    index = data["index"]
+    maps = torch.from_numpy(data["maps"].astype(np.float32))
+    targets = torch.from_numpy(data["target"])
+    boxes = torch.from_numpy(split.boxes[index].astype(np.int64))
+    masks = torch.from_numpy(split.masks[index]) if split.masks is not None else None
+    columns: dict[str, list[np.ndarray]] = {}
+    started = time.time()
+    with tqdm(total=len(index), desc=metric_name, unit="img", mininterval=5.0) as bar:
+        for start in range(0, len(index), images_per_batch):
+            part = slice(start, start + images_per_batch)
+            batch = MetricBatch(images[index[part]].to(device), maps[part].to(device), targets[part].to(device),
+                                boxes[part].to(device), None if masks is None else masks[part].to(device), method)
+            for name, values in metric(model, batch).items():
+                columns.setdefault(name, []).append(values.detach().float().cpu().numpy())
+            bar.update(len(batch.maps))
+    wall = time.time() - started
+    table = pd.DataFrame({
+        "image": index, "target": data["target"], "predicted": data["predicted"],
+        "confidence": data["probs"][np.arange(len(index)), data["target"]],
+        "degenerate": degenerate_maps(maps).numpy(),
+        **{name: np.concatenate(parts) for name, parts in columns.items()}})
+    write_table(table, output_path)
+    log.info("%s: %d images in %.2f s (%.1f images/s); %d degenerate maps", metric_name, len(index), wall,
+             len(index) / wall if wall > 0 else float("inf"), int(table["degenerate"].sum()))
+    return table

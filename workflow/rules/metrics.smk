@@ -1,0 +1,32 @@
+# One job per (model, method, metric): per-image values of one metric for one model's maps of one
+# method. A metric's jobs depend on its own settings and on those maps only, so adding a metric adds
+# only its jobs. Metrics that run the model (insertion, deletion, sanity checks, boundary alignment)
+# read its checkpoint and are GPU-tagged; localisation metrics read maps and boxes only.
+if METRICS is not None:
+
+    rule metric:
+        input:
+            shards=lambda wildcards: shard_paths(wildcards.model, wildcards.method),
+            split=split_path(ATTRIBUTION["split"]),
+            checkpoint=metric_checkpoint,
+        output:
+            f"{R}/metrics/{DATASET['name']}/{{model}}/{{method}}/{{metric}}.parquet",
+        wildcard_constraints:
+            metric=names_regex(list(METRICS)),
+            method=names_regex(list(ATTRIBUTION["methods"])),
+        params:
+            settings=lambda wildcards: METRICS[wildcards.metric],
+            method_settings=metric_method_settings,
+        log:
+            f"{R}/logs/metrics/{{model}}/{{method}}/{{metric}}.log",
+        benchmark:
+            f"{R}/benchmarks/metrics/{{model}}/{{method}}/{{metric}}.tsv"
+        threads: job_resources("metrics", "threads", 1)
+        resources:
+            gpu=metric_gpus,
+            mem_mb=job_resources("metrics", "mem_mb", 4000),
+            runtime=job_resources("metrics", "runtime", 60),
+        conda:
+            ENV
+        script:
+            "../scripts/metric.py"
