@@ -20,7 +20,7 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(RUN) snakemake --profile profiles/default --cores $(CORES)
-	@echo "Results: results/tables/models.csv, results/plots/accuracy.png"
+	@echo "Results: results/tables/models.csv, results/plots/accuracy.png, results/attributions/, results/metrics/"
 
 test: setup
 	$(RUN) pytest -q tests
