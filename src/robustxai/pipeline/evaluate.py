@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+import torch
+
 from robustxai.data.splits import load_split
 from robustxai.evaluation.evaluate import evaluate_classifier
 from robustxai.models.checkpoint import load_checkpoint
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 def evaluate_model_job(name: str, checkpoint_path: str, test_path: str, ood_paths: dict[str, str],
                        settings: dict, output_path: str) -> dict:
     """Evaluate model ``name``; ``settings`` is the config's evaluation section. Returns the row written."""
+    torch.manual_seed(0)  # PGD's random starts: the same checkpoint always gets the same robust accuracy
     device = default_device()
     model, payload = load_checkpoint(checkpoint_path)
     model = model.to(device)
