@@ -7,9 +7,8 @@ scikit-image, torchvision).
 """
 from __future__ import annotations
 
-import importlib
-
 from robustxai.attribution.base import AttributionMethod
+from robustxai.registry import build, registered_class
 
 #: config name -> "module:Class" within this package
 METHODS: dict[str, str] = {
@@ -35,19 +34,12 @@ METHODS: dict[str, str] = {
 
 def method_class(name: str) -> type[AttributionMethod]:
     """The class registered as ``name`` (imports its module); unknown names raise ValueError."""
-    if name not in METHODS:
-        raise ValueError(f"unknown attribution method '{name}', expected one of {sorted(METHODS)}")
-    module, cls = METHODS[name].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    return registered_class(METHODS, __name__, "attribution method", name)
 
 
 def make_method(name: str, **settings) -> AttributionMethod:
     """Build the method registered as ``name``; unknown names or settings raise ValueError naming them."""
-    cls = method_class(name)
-    try:
-        return cls(**settings)
-    except TypeError as error:
-        raise ValueError(f"method '{name}': {error}") from error
+    return build(method_class(name), "method", name, settings)
 
 
 __all__ = ["METHODS", "AttributionMethod", "make_method", "method_class"]

@@ -6,9 +6,8 @@ metric is made, so a localisation job does not import the attribution methods.
 """
 from __future__ import annotations
 
-import importlib
-
 from robustxai.metrics.base import Metric, MetricBatch, degenerate_maps
+from robustxai.registry import build, registered_class
 
 #: config name -> "module:Class" within this package
 METRICS: dict[str, str] = {
@@ -24,19 +23,12 @@ METRICS: dict[str, str] = {
 
 def metric_class(name: str) -> type[Metric]:
     """The class registered as ``name`` (imports its module); unknown names raise ValueError."""
-    if name not in METRICS:
-        raise ValueError(f"unknown metric '{name}', expected one of {sorted(METRICS)}")
-    module, cls = METRICS[name].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    return registered_class(METRICS, __name__, "metric", name)
 
 
 def make_metric(name: str, **settings) -> Metric:
     """Build the metric registered as ``name``; unknown names or settings raise ValueError naming them."""
-    cls = metric_class(name)
-    try:
-        return cls(**settings)
-    except TypeError as error:
-        raise ValueError(f"metric '{name}': {error}") from error
+    return build(metric_class(name), "metric", name, settings)
 
 
 __all__ = ["METRICS", "Metric", "MetricBatch", "degenerate_maps", "make_metric", "metric_class"]

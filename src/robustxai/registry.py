@@ -1,0 +1,22 @@
+"""Lazy name -> class registries (attribution methods, metrics): a class's module is imported only
+when that class is asked for, so a job pays only for the imports of what it runs."""
+from __future__ import annotations
+
+import importlib
+
+
+def registered_class(table: dict[str, str], package: str, kind: str, name: str) -> type:
+    """The class ``table[name]`` ("module:Class" within ``package``) names; unknown names raise a
+    ValueError listing the known ``kind`` names."""
+    if name not in table:
+        raise ValueError(f"unknown {kind} '{name}', expected one of {sorted(table)}")
+    module, cls = table[name].split(":")
+    return getattr(importlib.import_module(f"{package}.{module}"), cls)
+
+
+def build(cls: type, kind: str, name: str, settings: dict):
+    """``cls(**settings)``; a wrong setting raises a ValueError naming the ``kind`` and ``name``."""
+    try:
+        return cls(**settings)
+    except TypeError as error:
+        raise ValueError(f"{kind} '{name}': {error}") from error
