@@ -105,3 +105,22 @@ def test_attribution_method_aliases_and_counterparts(config):
     config["attribution"]["methods"] = {"x": {"method": "lrp"}}
     with pytest.raises(ConfigError, match=r"unknown \['x'\]"):
         resolve_attribution(config)
+
+
+def test_metrics_section_defaults_and_errors(config):
+    from robustxai.config import resolve_attribution, resolve_metrics
+
+    config["attribution"] = {"methods": {
+        "gradient": {}, "sg_robust": {"method": "robust_counterpart", "counterpart": "vgg_tiny-pgd_linf"}}}
+    attribution = resolve_attribution(config)
+    metrics = resolve_metrics({**config, "metrics": {"deletion": {"steps": 8}}}, attribution)
+    assert metrics["deletion"] == {"methods": ["gradient", "sg_robust"], "models": list(config["models"]), "steps": 8}
+    assert resolve_metrics({k: v for k, v in config.items() if k != "metrics"}, attribution) is None
+    with pytest.raises(ConfigError, match="unknown metric 'auc'"):
+        resolve_metrics({**config, "metrics": {"auc": {}}}, attribution)
+    with pytest.raises(ConfigError, match=r"config\.metrics\.deletion\.methods: \['rise'\]"):
+        resolve_metrics({**config, "metrics": {"deletion": {"methods": ["rise"]}}}, attribution)
+    with pytest.raises(ConfigError, match=r"sanity_randomisation\.methods: \['sg_robust'\] take maps from another"):
+        resolve_metrics({**config, "metrics": {"sanity_randomisation": {}}}, attribution)
+    with pytest.raises(ConfigError, match="add an 'attribution' section"):
+        resolve_metrics({**config, "metrics": {"deletion": {}}}, None)

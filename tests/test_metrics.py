@@ -243,5 +243,7 @@ def test_registry_errors_name_the_problem():
         make_metric("auc")
     with pytest.raises(ValueError, match="metric 'deletion'"):
         make_metric("deletion", step=3)
+    with pytest.raises(ValueError, match="metric 'boundary_alignment'"):
+        make_metric("boundary_alignment", pgd_step=3)
     assert {"insertion", "deletion", "pointing_game", "energy_in_box", "box_iou", "sanity_randomisation",
             "boundary_alignment"} == set(METRICS)

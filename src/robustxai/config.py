@@ -160,7 +160,7 @@ def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
         return None
     if attribution is None:
         raise ConfigError("config.metrics scores attribution maps: add an 'attribution' section")
-    from robustxai.metrics import METRICS  # torch import only when metrics are configured
+    from robustxai.metrics import METRICS, metric_class  # torch import only when metrics are configured
 
     resolved = {}
     for name, settings in config["metrics"].items():
@@ -171,5 +171,10 @@ def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
             unknown = sorted(set(entry[key]) - set(known))
             if unknown:
                 raise ConfigError(f"config.metrics.{name}.{key}: {unknown} are not attributed {key}")
+        counterparts = sorted(m for m in entry["methods"]
+                              if method_name(m, attribution["methods"][m]) == "robust_counterpart")
+        if counterparts and metric_class(name).needs_method:
+            raise ConfigError(f"config.metrics.{name}.methods: {counterparts} take maps from another model, "
+                              f"which {name} cannot recompute on a randomised one; leave them out")
         resolved[name] = entry
     return canonical(resolved)

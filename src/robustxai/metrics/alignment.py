@@ -9,6 +9,8 @@ the way the boundary's normal does scores +1). Images whose boundary was not fou
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from robustxai.attribution.boundary import closest_boundary
@@ -22,6 +24,7 @@ class BoundaryAlignment(Metric):
     needs_model = True
 
     def __init__(self, **search_settings) -> None:
+        inspect.signature(closest_boundary).bind(None, None, None, **search_settings)  # unknown keys: TypeError
         self.search_settings = search_settings
 
     def __call__(self, model, batch: MetricBatch):

@@ -26,6 +26,14 @@ def shard_indices(total: int, shard: int, images_per_shard: int) -> np.ndarray:
     return np.arange(start, min(start + images_per_shard, total))
 
 
+def configured_method(method_name: str, settings: dict) -> tuple[str, AttributionMethod]:
+    """(registered name, method) of a config entry ``method_name: settings``: ``settings`` may name
+    the registered method under ``method``; the batch size is tuned ("auto") unless they give one."""
+    registered = registered_name(method_name, settings)
+    return registered, make_method(registered, **{"batch_size": "auto",
+                                                  **{k: v for k, v in settings.items() if k != "method"}})
+
+
 def explain_in_batches(method: AttributionMethod, model: torch.nn.Module, images: torch.Tensor,
                        targets: torch.Tensor, images_per_batch: int, device: torch.device) -> torch.Tensor:
     """Maps (N, H, W) on the CPU, ``images_per_batch`` images per call of the method, with a progress
@@ -69,8 +77,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     logits = predict_logits(model, images, device=device)
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels
-    registered = registered_name(method_name, settings)
-    method = make_method(registered, **{"batch_size": "auto", **{k: v for k, v in settings.items() if k != "method"}})
+    registered, method = configured_method(method_name, settings)
     if registered == "robust_counterpart":
         if counterpart_path is None:
             raise ValueError(f"method '{method_name}' needs the counterpart model's checkpoint")

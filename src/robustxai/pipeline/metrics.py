@@ -60,15 +60,9 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
         device = default_device()
         model = load_checkpoint(checkpoint_path)[0].to(device).eval()
     if cls.needs_method:
-        from robustxai.attribution import make_method
-        from robustxai.config import method_name as registered_name
+        from robustxai.pipeline.attribute import configured_method
 
-        registered = registered_name(method_name, method_settings)
-        if registered == "robust_counterpart":
-            raise ValueError(f"{metric_name} cannot recompute robust_counterpart maps ({method_name}); "
-                             f"leave it out of the metric's 'methods'")
-        method = make_method(registered, **{"batch_size": "auto",
-                                            **{k: v for k, v in method_settings.items() if k != "method"}})
+        _, method = configured_method(method_name, method_settings)
     index = data["index"]
     maps = torch.from_numpy(data["maps"].astype(np.float32))
     targets = torch.from_numpy(data["target"])
