@@ -15,7 +15,7 @@ from robustxai.attribution.cam import find_feature_layer
 from robustxai.attribution.lime import superpixels, weighted_ridge
 from robustxai.attribution.meaningful import blur, total_variation
 from robustxai.attribution.perturbation import rise_masks
-from robustxai.attribution.tuning import CANDIDATES, fastest_batch_size
+from robustxai.tuning import CANDIDATES, LAYOUTS, adopt_fastest_layout, fastest_batch_size
 from robustxai.models import build_classifier
 
 
@@ -403,8 +403,42 @@ def test_fastest_batch_size_follows_the_measured_cost():
     assert fastest_batch_size(overhead_bound, (1, 2, 2), "forward", device, candidates=(1, 4, 16)) == 16
     superlinear = Sleeper(fixed=0.0, per_image=1e-3, power=2)  # per-image time grows with the batch size
     assert fastest_batch_size(superlinear, (1, 2, 2), "gradient", device, candidates=(1, 4, 16)) == 1
+    # seconds per image 4e-3, 1e-2 (a blip), 1e-3, 2e-3, 2e-3, 2e-3
+    blip_at_4 = BatchSleeper({1: 0.004, 4: 0.04, 16: 0.016, 64: 0.128, 256: 0.512, 1024: 2.048})
+    assert fastest_batch_size(blip_at_4, (1, 2, 2), "forward", device, candidates=(1, 4, 16, 64, 256, 1024)) == 16
+    assert blip_at_4.sizes_run == [1, 4, 16, 64, 256]  # stopped after two sizes in a row slower than the best
     with pytest.raises(ValueError, match="kind must be"):
         fastest_batch_size(superlinear, (1, 2, 2), "backward", device)
+
+
+class BatchSleeper(nn.Module):
+    """Forward sleeps ``seconds[batch size]``; records the batch sizes it was run with."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.sizes_run = seconds, []
+
+    def forward(self, x):
+        if len(x) not in self.sizes_run:
+            self.sizes_run.append(len(x))
+        time.sleep(self.seconds[len(x)])
+        return x.flatten(1)[:, :2]
+
+
+def test_adopted_layout_is_applied_and_keeps_the_outputs():
+    torch.manual_seed(0)
+    model = build_classifier("cifar_resnet_tiny", 10).eval()
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        before = model(images)
+    layout = adopt_fastest_layout(model, (3, 32, 32), "gradient", torch.device("cpu"), batch_size=8)
+    assert layout in LAYOUTS
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=LAYOUTS[layout])
+    with torch.no_grad():
+        assert torch.allclose(model(images), before, atol=1e-5)
+    with pytest.raises(ValueError, match="kind must be"):
+        adopt_fastest_layout(model, (3, 32, 32), "backward", torch.device("cpu"))
 
 
 def test_auto_batch_size_is_resolved_once_and_keeps_the_maps(cnn):

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import numpy as np
@@ -136,6 +137,9 @@ def test_insertion_and_deletion_match_the_unbatched_reference():
     batch = MetricBatch(images, maps, targets, torch.zeros(3, 4, dtype=torch.long))
     deletion = make_metric("deletion", steps=40, batch_size=17)(model, batch)["deletion"]
     insertion = make_metric("insertion", steps=40, batch_size=17)(model, batch)["insertion"]
+    fast_model = copy.deepcopy(model).to(memory_format=torch.channels_last)  # tuned batch size and layout
+    fast_deletion = make_metric("deletion", steps=40)(fast_model, batch)["deletion"]
+    fast_insertion = make_metric("insertion", steps=40)(fast_model, batch)["insertion"]
     mean = normalisation_mean(model, 3)
     assert torch.allclose(mean, torch.tensor([0.4, 0.5, 0.6]))
     step = math.ceil(32 * 32 / 40)
@@ -146,6 +150,8 @@ def test_insertion_and_deletion_match_the_unbatched_reference():
         expected_ins = reference_causal_auc(model, images[i:i + 1], maps[i].numpy(), "ins", step, blurred, targets[i])
         assert deletion[i].item() == pytest.approx(expected_del, abs=1e-4)
         assert insertion[i].item() == pytest.approx(expected_ins, abs=1e-4)
+        assert fast_deletion[i].item() == pytest.approx(expected_del, abs=1e-4)
+        assert fast_insertion[i].item() == pytest.approx(expected_ins, abs=1e-4)
 
 
 def test_blurred_start_is_the_rise_blur_in_normalised_space():

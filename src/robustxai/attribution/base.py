@@ -20,7 +20,7 @@ class AttributionMethod:
 
     ``batch_size`` is how many model inputs (perturbed images, path points, noisy copies or images)
     go through the model at once; "auto" measures the fastest one for the model and device on the
-    first call (see ``robustxai.attribution.tuning``). Subclasses implement ``compute``.
+    first call (see ``robustxai.tuning``). Subclasses implement ``compute``.
     """
 
     #: channel reduction applied to (N, C, H, W) attributions, documented per method
@@ -36,7 +36,7 @@ class AttributionMethod:
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Maps (N, H, W) for ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64."""
         if self.batch_size == "auto":
-            from robustxai.attribution.tuning import fastest_batch_size
+            from robustxai.tuning import fastest_batch_size
 
             self.batch_size = fastest_batch_size(model, tuple(images.shape[1:]), self.pass_kind, images.device)
         return self.compute(model, images, targets)

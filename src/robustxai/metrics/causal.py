@@ -6,7 +6,8 @@ normalisation mean, i.e. zero in normalised space, by default); insertion starts
 (Gaussian kernel 11, sigma 5, zero padding in normalised space) and puts the image's pixels back in
 the same order. The score after each step is the softmax probability of the class predicted on the
 clean image; the AUC is the trapezoid rule on [0, 1]: (sum - s_0 / 2 - s_n / 2) / n.
-All (image, step) inputs go through the model ``batch_size`` at a time.
+All (image, step) inputs go through the model ``batch_size`` at a time; "auto" (the default) uses
+the fastest forward batch size measured on the model and device (``robustxai.tuning``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustxai.metrics.base import Metric, MetricBatch, pixel_order
+from robustxai.tuning import fastest_batch_size
 
 
 def normalisation_mean(model: nn.Module, channels: int) -> torch.Tensor:
@@ -81,9 +83,12 @@ class _CausalMetric(Metric):
     needs_model = True
     mode = ""
 
-    def __init__(self, steps: int = 224, batch_size: int = 256, blur_size: int = 11, blur_sigma: float = 5.0) -> None:
-        if steps < 1 or batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
+    def __init__(self, steps: int = 224, batch_size: int | str = "auto", blur_size: int = 11,
+                 blur_sigma: float = 5.0) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValueError(f"batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
         self.steps, self.batch_size, self.blur_size, self.blur_sigma = steps, batch_size, blur_size, blur_sigma
 
     def endpoints(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +97,8 @@ class _CausalMetric(Metric):
 
     def __call__(self, model, batch: MetricBatch):
         start, finish = self.endpoints(model, batch.images)
+        if self.batch_size == "auto":
+            self.batch_size = fastest_batch_size(model, tuple(start.shape[1:]), "forward", start.device)
         scores = causal_curves(model, start, finish, pixel_order(batch.maps), batch.targets, self.steps,
                                self.batch_size)
         return {self.mode: curve_auc(scores), f"{self.mode}_start": scores[:, 0], f"{self.mode}_end": scores[:, -1]}

@@ -16,6 +16,7 @@ from robustxai.data.splits import load_split
 from robustxai.models.checkpoint import load_checkpoint
 from robustxai.models.inference import default_device, predict_logits
 from robustxai.provenance import provenance
+from robustxai.tuning import adopt_fastest_layout
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
                         images_per_shard: int, images_per_batch: int, output_path: str, target: str = "predicted",
                         dtype: str = "float32", counterpart_path: str | None = None) -> AttributionShard:
     """Explain images of one shard of a split; ``target`` is "predicted" (the model's class) or "label".
-    The method's batch size is tuned on the device ("auto") unless ``settings`` give one.
+    The method's batch size is tuned on the device ("auto") unless ``settings`` give one, and the
+    model runs in whichever memory layout is faster there (both are recorded in the shard).
 
     ``settings`` may name the registered method under ``method`` (else ``method_name`` is it);
     ``robust_counterpart`` needs the counterpart model's checkpoint as ``counterpart_path``.
@@ -81,7 +83,10 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     if registered == "robust_counterpart":
         if counterpart_path is None:
             raise ValueError(f"method '{method_name}' needs the counterpart model's checkpoint")
-        method.bind(load_checkpoint(counterpart_path)[0].to(device))
+        counterpart = load_checkpoint(counterpart_path)[0].to(device)
+        adopt_fastest_layout(counterpart, tuple(images.shape[1:]), method.pass_kind, device)
+        method.bind(counterpart)
+    layout = adopt_fastest_layout(model, tuple(images.shape[1:]), method.pass_kind, device)
     started = time.time()
     maps = explain_in_batches(method, model, images, targets, images_per_batch, device)
     wall = time.time() - started
@@ -92,7 +97,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
         probs=logits.softmax(1).numpy(),
         attrs={"method": method_name, "registered_method": registered, "settings": settings,
                "channel_rule": method.channel_rule, "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
-               "seed": int(settings.get("seed", 0)), "batch_size": method.batch_size, "wall_seconds": wall,
+               "seed": int(settings.get("seed", 0)), "batch_size": method.batch_size, "memory_layout": layout, "wall_seconds": wall,
                "images_per_second": len(index) / wall if wall > 0 else float("inf"),
                "provenance": provenance(), **summary}, extras=extras)
     write_shard(shard_data, output_path, dtype)
