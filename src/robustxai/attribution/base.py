@@ -27,6 +27,8 @@ class AttributionMethod:
     channel_rule = "sum over channels"
     #: the kind of model pass the method repeats: "forward" or "gradient" (forward + input gradient)
     pass_kind = "gradient"
+    #: the study's method family: "gradient", "perturbation", "cam", "boundary" or "baseline"
+    family = ""
 
     def __init__(self, batch_size: int | str = 256) -> None:
         if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):

@@ -97,6 +97,8 @@ def closest_boundary(model: nn.Module, images: torch.Tensor, targets: torch.Tens
 class BoundaryMethod(AttributionMethod):
     """Shared boundary search and bookkeeping of BSM and BIG."""
 
+    family = "boundary"
+
     def __init__(self, eps: tuple[float, ...] = DEFAULT_EPS, pgd_steps: int = 20, cw_steps: int = 100,
                  cw_lr: float = 0.01, cw_constants: tuple[float, ...] = (0.1, 1.0, 10.0), use_cw: bool = True,
                  batch_size: int | str = 256) -> None:

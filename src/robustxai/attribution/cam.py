@@ -40,6 +40,8 @@ class GradCAM(AttributionMethod):
     """Grad-CAM: relu(sum_k mean_ij(d logit / d A_k) A_k), upsampled to (H, W). No channel rule:
     the map is already 2-D."""
 
+    family = "cam"
+
     channel_rule = "none (a weighted sum of feature maps)"
 
     def __init__(self, layer: str | None = None, batch_size: int | str = 256) -> None:

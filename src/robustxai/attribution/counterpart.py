@@ -23,7 +23,7 @@ class RobustCounterpart(AttributionMethod):
         self.counterpart, self.base, self.base_settings = counterpart, base, dict(base_settings or {})
         self._base = make_method(base, **{"batch_size": batch_size, **self.base_settings})
         super().__init__(batch_size)  # sets (and checks) the base method's batch size
-        self.channel_rule, self.pass_kind = self._base.channel_rule, self._base.pass_kind
+        self.channel_rule, self.pass_kind, self.family = self._base.channel_rule, self._base.pass_kind, self._base.family
         self._model: nn.Module | None = None
 
     @property

@@ -30,12 +30,16 @@ def make_baseline(images: torch.Tensor, kind: str, generator: torch.Generator | 
 class Gradient(AttributionMethod):
     """Vanilla gradient (Simonyan et al. 2014): d logit / d x, channels summed (signed)."""
 
+    family = "gradient"
+
     def compute(self, model, images, targets):
         return input_gradients(model, images, targets, self.batch_size).sum(1)
 
 
 class InputXGradient(AttributionMethod):
     """x * d logit / d x (Shrikumar et al. 2016), channels summed."""
+
+    family = "gradient"
 
     def compute(self, model, images, targets):
         return (images * input_gradients(model, images, targets, self.batch_size)).sum(1)
@@ -48,6 +52,8 @@ class IntegratedGradients(AttributionMethod):
     (steps + 1 gradient evaluations). ``baseline`` is black, white, grey or noise; with noise the map
     is averaged over ``trials`` baselines (seeded).
     """
+
+    family = "gradient"
 
     def __init__(self, steps: int = 50, baseline: str = "black", trials: int = 1, seed: int = 0,
                  batch_size: int | str = 256) -> None:
@@ -84,6 +90,8 @@ class SmoothGrad(AttributionMethod):
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over ``samples`` noisy copies, channels
     summed. Noise std = ``noise`` x (max - min) of each image (0.15 as in the lab's reference code)."""
 
+    family = "gradient"
+
     def __init__(self, samples: int = 50, noise: float = 0.15, seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         self.samples, self.noise, self.seed = samples, noise, seed
@@ -102,6 +110,8 @@ class GradientShap(AttributionMethod):
     """GradientSHAP (Lundberg & Lee 2017; captum's estimator), channels summed: the mean over
     ``samples`` of grad(b + a (x + e - b)) * (x - b), with baseline b (black or noise), a ~ U(0, 1)
     and Gaussian input noise e of std ``noise`` (0 by default)."""
+
+    family = "gradient"
 
     def __init__(self, samples: int = 50, baseline: str = "noise", noise: float = 0.0, seed: int = 0,
                  batch_size: int | str = 256) -> None:

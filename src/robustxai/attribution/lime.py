@@ -45,6 +45,8 @@ class LIME(AttributionMethod):
     on/off draws come from ``seed`` once per call and are shared by all images (batch-independent).
     """
 
+    family = "perturbation"
+
     channel_rule = "none (superpixels are switched off in all channels)"
     pass_kind = "forward"
 

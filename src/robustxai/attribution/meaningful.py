@@ -62,6 +62,8 @@ class MeaningfulPerturbation(AttributionMethod):
     hole whose deletion removes 99% of the score drop a full-size hole causes.
     """
 
+    family = "perturbation"
+
     channel_rule = "none (the mask covers all channels)"
 
     def __init__(self, iterations: int = 300, lr: float = 0.1, l1: float = 1e-4, tv: float = 1e-2,

@@ -19,6 +19,8 @@ class Occlusion(AttributionMethod):
     the mean, over the windows covering it, of f(x) - f(occluded x), f = target ``output``
     (logit or probability). Pixels no window covers get 0 (as in captum)."""
 
+    family = "perturbation"
+
     channel_rule = "none (pixels are occluded in all channels)"
     pass_kind = "forward"
 
@@ -74,6 +76,8 @@ class RISE(AttributionMethod):
     """RISE: sum_i P_target(x * M_i) M_i / (N p_keep), P = softmax, with N seeded masks generated once
     per image size and reused for every image and batch."""
 
+    family = "perturbation"
+
     channel_rule = "none (masks cover all channels)"
     pass_kind = "forward"
 
@@ -103,6 +107,8 @@ class RISE(AttributionMethod):
 class RandomMap(AttributionMethod):
     """Baseline: i.i.d. uniform [0, 1) values from a generator seeded by ``seed`` and the image's
     content, so an image gets the same map in any batch."""
+
+    family = "baseline"
 
     channel_rule = "none"
     pass_kind = "forward"

@@ -34,6 +34,8 @@ def out_of_place(model: nn.Module):
 class DeepLift(AttributionMethod):
     """DeepLIFT with the rescale rule against a black, white, grey or noise ``baseline`` (seeded)."""
 
+    family = "gradient"
+
     def __init__(self, baseline: str = "black", seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         if baseline not in BASELINES:
@@ -53,6 +55,8 @@ class DeepLift(AttributionMethod):
 class GuidedBackprop(AttributionMethod):
     """Guided backpropagation: gradients through ReLUs keep only positive values where the forward
     input was positive."""
+
+    family = "gradient"
 
     def compute(self, model, images, targets):
         with out_of_place(model):

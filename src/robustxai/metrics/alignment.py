@@ -21,6 +21,8 @@ class BoundaryAlignment(Metric):
     """Cosine between each map and the direction away from its closest boundary point; settings
     are ``closest_boundary``'s (``eps``, ``pgd_steps``, ``use_cw``, ``cw_steps``, ``cw_lr``, ``cw_constants``)."""
 
+    higher_is_better = {"boundary_alignment": True}
+
     needs_model = True
 
     def __init__(self, **search_settings) -> None:

@@ -49,6 +49,9 @@ class Metric:
     needs_model = False
     #: whether ``__call__`` recomputes maps with ``batch.method``
     needs_method = False
+    #: the columns that score explainability, each -> whether higher is better (the aggregation
+    #: ranks methods and compares models on these; other columns are diagnostics)
+    higher_is_better: dict[str, bool] = {}
 
     def __call__(self, model: nn.Module | None, batch: MetricBatch) -> dict[str, torch.Tensor]:
         """Per-image values, column name -> (N,) tensor."""

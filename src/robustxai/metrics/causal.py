@@ -107,6 +107,8 @@ class _CausalMetric(Metric):
 class Deletion(_CausalMetric):
     """Deletion AUC (lower = better): salient pixels first are replaced by the substrate."""
 
+    higher_is_better = {"deletion": False}
+
     mode = "deletion"
 
     def endpoints(self, model, images):
@@ -116,6 +118,8 @@ class Deletion(_CausalMetric):
 
 class Insertion(_CausalMetric):
     """Insertion AUC (higher = better): salient pixels first are put back into a blurred copy."""
+
+    higher_is_better = {"insertion": True}
 
     mode = "insertion"
 

@@ -16,6 +16,8 @@ class PointingGame(Metric):
     pixels of the box, else 0.0 (Zhang et al. 2018; TorchRay's 15 px). ``tolerance`` is given for
     ``reference_size`` (224) pixels and scaled to the image: 15 px at 224 is 2.14 px at 32."""
 
+    higher_is_better = {"pointing_game": True}
+
     def __init__(self, tolerance: float = 15.0, reference_size: int = 224) -> None:
         if tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -35,6 +37,8 @@ class PointingGame(Metric):
 class EnergyInBox(Metric):
     """Share of the map's positive mass inside the box (Score-CAM's energy-based pointing game), in
     [0, 1]. A map with no positive mass scores the box's share of the image, as a uniform map does."""
+
+    higher_is_better = {"energy_in_box": True}
 
     def __call__(self, model, batch: MetricBatch):
         positive = finite_maps(batch.maps).clamp_min(0)
@@ -69,6 +73,8 @@ class BoxIoU(Metric):
     """Weakly-supervised localisation (Zhou et al. 2016): keep pixels above ``threshold`` x the map's
     maximum (positive maps only), box the largest connected component, and report its IoU with the
     ground-truth box and whether it is at least ``hit_iou`` (0.5). No positive value: IoU 0."""
+
+    higher_is_better = {"box_iou": True}
 
     def __init__(self, threshold: float = 0.2, hit_iou: float = 0.5) -> None:
         if not 0 <= threshold <= 1:

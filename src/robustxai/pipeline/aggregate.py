@@ -1,17 +1,22 @@
-"""Aggregate per-model evaluation rows into the models table and the accuracy plot."""
+"""Aggregation jobs: read the per-model and per-image results, write the study's tables, analyses,
+plots and findings. Each job is a function of files to files; the logic lives in
+``robustxai.aggregation``."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from robustxai.aggregation import analysis, plots
+from robustxai.aggregation.findings import check_findings, findings_markdown
+from robustxai.aggregation.tables import MetricTable, explainability_table, long_metric_values
 
-ACCURACY_KINDS = {"clean_accuracy": "clean", "ood_accuracy": "OOD (mean)"}
+
+def _mkdirs(*paths: str) -> None:
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def models_table(evaluation_paths: list[str]) -> pd.DataFrame:
@@ -19,41 +24,118 @@ def models_table(evaluation_paths: list[str]) -> pd.DataFrame:
     return pd.DataFrame([json.loads(Path(p).read_text()) for p in evaluation_paths])
 
 
-def accuracy_long_form(table: pd.DataFrame) -> pd.DataFrame:
-    """(model, algorithm, kind, accuracy) rows: clean, mean OOD, and each robust accuracy column."""
-    kinds = dict(ACCURACY_KINDS)
-    kinds.update({c: "robust " + c.removeprefix("robust_accuracy_") for c in table.columns
-                  if c.startswith("robust_accuracy_")})
-    present = [c for c in kinds if c in table.columns]
-    long = table.melt(id_vars=["model", "algorithm"], value_vars=present, var_name="kind", value_name="accuracy")
-    long["kind"] = long["kind"].map(kinds)
-    return long
-
-
-def plot_accuracies(table: pd.DataFrame, png_path: str, data_path: str) -> None:
-    """Bar plot of clean vs OOD vs robust accuracy per model; the plotted data goes to ``data_path``."""
-    long = accuracy_long_form(table)
-    long.to_csv(data_path, index=False)
-    sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(table)), 4))
-    sns.barplot(data=long, x="model", y="accuracy", hue="kind", ax=ax)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("")
-    ax.set_ylabel("accuracy")
-    ax.tick_params(axis="x", rotation=30)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-    ax.legend(title="", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=150)
-    plt.close(fig)
-
-
 def aggregate_models_job(evaluation_paths: list[str], table_path: str, png_path: str, data_path: str) -> pd.DataFrame:
     """Write ``tables/models.csv`` and the accuracy plot (with its data) for all models."""
     table = models_table(evaluation_paths)
-    Path(table_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    _mkdirs(table_path)
     table.to_csv(table_path, index=False)
-    plot_accuracies(table, png_path, data_path)
+    plots.plot_accuracies(table, png_path, data_path)
     return table
+
+
+def method_catalogue(methods: dict[str, dict]) -> pd.DataFrame:
+    """(method, registered, family) of the attribution section's ``methods`` (config name -> settings)."""
+    from robustxai.pipeline.attribute import configured_method
+
+    rows = []
+    for name, settings in methods.items():
+        registered, method = configured_method(name, settings)
+        rows.append({"method": name, "registered": registered, "family": method.family})
+    return pd.DataFrame(rows)
+
+
+def score_directions(metric_names: list[str]) -> dict[str, bool]:
+    """Every score column of the configured metrics -> whether higher is better."""
+    from robustxai.metrics import metric_class
+
+    return {column: higher for name in metric_names for column, higher in metric_class(name).higher_is_better.items()}
+
+
+def explainability_job(tables: list[MetricTable], models_path: str, methods: dict[str, dict], table_path: str,
+                       per_image_path: str, methods_path: str, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Write ``tables/explainability.csv`` (per (model, method) means with bootstrap CIs, models.csv
+    joined in), the long per-image table (Parquet) and ``tables/methods.csv`` (name, registered
+    method, family)."""
+    catalogue = method_catalogue(methods)
+    families = dict(zip(catalogue["method"], catalogue["family"]))
+    long = long_metric_values(tables)
+    table = explainability_table(long, pd.read_csv(models_path), families, resamples, seed)
+    _mkdirs(table_path, per_image_path, methods_path)
+    table.to_csv(table_path, index=False)
+    long.to_parquet(per_image_path, index=False)
+    catalogue.to_csv(methods_path, index=False)
+    return table
+
+
+def _inputs(models_path: str, explainability_path: str, methods_path: str):
+    models = pd.read_csv(models_path)
+    explainability = pd.read_csv(explainability_path)
+    catalogue = pd.read_csv(methods_path)
+    return models, explainability, dict(zip(catalogue["method"], catalogue["family"])), catalogue
+
+
+def analysis_job(per_image_path: str, explainability_path: str, models_path: str, methods_path: str,
+                 metric_names: list[str], outputs: dict[str, str], seed: int = 0) -> None:
+    """Write the analyses: ``outputs`` keys across_models, within_models (correlations),
+    method_ranking, ranking_agreement, group_comparisons, model_scores (CSV each)."""
+    models, explainability, families, _ = _inputs(models_path, explainability_path, methods_path)
+    long = pd.read_parquet(per_image_path)
+    scores = score_directions(metric_names)
+    results = {
+        "across_models": analysis.across_model_correlations(explainability, models, scores, families, seed),
+        "within_models": analysis.within_model_correlations(long, scores, seed),
+        "method_ranking": analysis.method_ranking(explainability, scores, families),
+        "ranking_agreement": analysis.ranking_agreement(explainability, scores),
+        "group_comparisons": analysis.group_comparisons(long, models, scores, families),
+        "model_scores": analysis.explainability_scores(explainability, scores, families).reset_index(),
+    }
+    for name, frame in results.items():
+        _mkdirs(outputs[name])
+        frame.to_csv(outputs[name], index=False)
+
+
+def findings_job(models_path: str, methods_path: str, comparisons_path: str, ranking_path: str,
+                 within_path: str, scores_path: str, output_path: str, run_summary: str) -> list:
+    """Write ``findings.md``: the paper's five findings checked against this run."""
+    models = pd.read_csv(models_path)
+    catalogue = pd.read_csv(methods_path)
+    comparisons = pd.read_csv(comparisons_path)
+    scores = pd.read_csv(scores_path).set_index("model")["explainability_score"]
+    findings = check_findings(models, comparisons, pd.read_csv(ranking_path), pd.read_csv(within_path), scores,
+                              dict(zip(catalogue["method"], catalogue["registered"])))
+    _mkdirs(output_path)
+    Path(output_path).write_text(findings_markdown(findings, run_summary))
+    return findings
+
+
+def plots_job(per_image_path: str, explainability_path: str, models_path: str, methods_path: str,
+              scores_path: str, metric_names: list[str], outputs: dict[str, str]) -> None:
+    """Draw the summary plots; ``outputs`` maps heatmap, confidence, tradeoff and (when the study has
+    sanity checks) sanity to (png, data) path pairs."""
+    models, explainability, _, _ = _inputs(models_path, explainability_path, methods_path)
+    long = pd.read_parquet(per_image_path)
+    scores = score_directions(metric_names)
+    model_scores = pd.read_csv(scores_path).set_index("model")["explainability_score"]
+    plots.plot_metric_heatmap(explainability, scores, *outputs["heatmap"])
+    plots.plot_confidence_scatter(long, models, *outputs["confidence"])
+    plots.plot_tradeoff(models, model_scores, *outputs["tradeoff"])
+    if "sanity" in outputs:
+        plots.plot_sanity_curves(long, *outputs["sanity"])
+
+
+def map_grid_job(model: str, shard_paths: dict[str, str], split_path: str, png_path: str, data_path: str,
+                 images: int = 6) -> None:
+    """Draw the first ``images`` images of one model's first shard with every method's map
+    (``shard_paths``: method -> that method's first shard)."""
+    from robustxai.attribution.shards import read_shard
+    from robustxai.data.splits import load_split
+
+    shards = {method: read_shard(path) for method, path in shard_paths.items()}
+    index = next(iter(shards.values())).index[:images]
+    maps = {}
+    for method, shard in shards.items():
+        if not np.array_equal(shard.index[:images], index):
+            raise ValueError(f"shards of {model} explain different images: {method} differs")
+        maps[method] = shard.maps[:images].astype(np.float32)
+    pictures, _ = load_split(split_path).tensors()
+    plots.plot_map_grid(model, pictures[index].numpy(), index, maps, png_path, data_path)
