@@ -20,7 +20,8 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(RUN) snakemake --profile profiles/default --cores $(CORES)
-	@echo "Results: results/tables/models.csv, results/plots/accuracy.png, results/attributions/, results/metrics/"
+	$(RUN) snakemake --profile profiles/default --report results/report.html
+	@echo "Results: results/report.html, results/findings.md, results/tables/, results/correlations/, results/plots/"
 
 test: setup
 	$(RUN) pytest -q tests

@@ -8,6 +8,9 @@ if "models" not in config:
     configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
@@ -22,4 +25,5 @@ rule all:
         rules.aggregate_models.output,
         attribution_outputs(),
         metric_outputs(),
+        aggregation_outputs(),
     default_target: True

@@ -1,3 +1,6 @@
+# The study's tables, analyses, plots and findings. All of it runs locally (never queued on a
+# cluster): it is quick and reads every result. Outputs marked report() go into
+# `snakemake --report results/report.html`, with the captions in workflow/report/.
 localrules:
     aggregate_models,
 
@@ -6,8 +9,8 @@ rule aggregate_models:
     input:
         expand(f"{R}/evaluation/{{model}}.json", model=MODELS),
     output:
-        table=f"{R}/tables/models.csv",
-        plot=f"{R}/plots/accuracy.png",
+        table=report(f"{R}/tables/models.csv", caption="../report/models.rst", category="1. Models"),
+        plot=report(f"{R}/plots/accuracy.png", caption="../report/accuracy.rst", category="1. Models"),
         plot_data=f"{R}/plots/accuracy.csv",
     log:
         f"{R}/logs/aggregate/models.log",
@@ -15,3 +18,119 @@ rule aggregate_models:
         ENV
     script:
         "../scripts/aggregate_models.py"
+
+
+if METRICS is not None:
+
+    localrules:
+        explainability_table,
+        analyse,
+        findings,
+        summary_plots,
+        map_grid,
+
+    rule explainability_table:
+        input:
+            tables=[table["path"] for table in metric_tables()],
+            models=rules.aggregate_models.output.table,
+        output:
+            table=report(f"{R}/tables/explainability.csv", caption="../report/explainability.rst",
+                         category="2. Explainability"),
+            per_image=f"{R}/tables/per_image.parquet",
+            methods=f"{R}/tables/methods.csv",
+        params:
+            tables=metric_tables(),
+            methods=ATTRIBUTION["methods"],
+            resamples=AGGREGATION["resamples"],
+            seed=AGGREGATION["seed"],
+        log:
+            f"{R}/logs/aggregate/explainability.log",
+        conda:
+            ENV
+        script:
+            "../scripts/explainability_table.py"
+
+    rule analyse:
+        input:
+            per_image=rules.explainability_table.output.per_image,
+            explainability=rules.explainability_table.output.table,
+            methods=rules.explainability_table.output.methods,
+            models=rules.aggregate_models.output.table,
+        output:
+            across_models=report(f"{R}/correlations/across_models.csv", caption="../report/across_models.rst",
+                                 category="3. Correlations"),
+            within_models=report(f"{R}/correlations/within_models.csv", caption="../report/within_models.rst",
+                                 category="3. Correlations"),
+            method_ranking=report(f"{R}/tables/method_ranking.csv", caption="../report/method_ranking.rst",
+                                  category="4. Rankings and comparisons"),
+            ranking_agreement=report(f"{R}/tables/ranking_agreement.csv", caption="../report/ranking_agreement.rst",
+                                     category="4. Rankings and comparisons"),
+            group_comparisons=report(f"{R}/tables/group_comparisons.csv", caption="../report/group_comparisons.rst",
+                                     category="4. Rankings and comparisons"),
+            model_scores=f"{R}/tables/model_scores.csv",
+        params:
+            metrics=list(METRICS),
+            seed=AGGREGATION["seed"],
+        log:
+            f"{R}/logs/aggregate/analyse.log",
+        conda:
+            ENV
+        script:
+            "../scripts/analyse.py"
+
+    rule findings:
+        input:
+            models=rules.aggregate_models.output.table,
+            methods=rules.explainability_table.output.methods,
+            comparisons=rules.analyse.output.group_comparisons,
+            ranking=rules.analyse.output.method_ranking,
+            within=rules.analyse.output.within_models,
+            scores=rules.analyse.output.model_scores,
+        output:
+            report(f"{R}/findings.md", caption="../report/findings.rst", category="0. Findings"),
+        params:
+            summary=run_summary(),
+        log:
+            f"{R}/logs/aggregate/findings.log",
+        conda:
+            ENV
+        script:
+            "../scripts/findings.py"
+
+    rule summary_plots:
+        input:
+            per_image=rules.explainability_table.output.per_image,
+            explainability=rules.explainability_table.output.table,
+            methods=rules.explainability_table.output.methods,
+            models=rules.aggregate_models.output.table,
+            scores=rules.analyse.output.model_scores,
+        output:
+            **summary_plot_outputs(),
+        params:
+            metrics=list(METRICS),
+        log:
+            f"{R}/logs/aggregate/plots.log",
+        conda:
+            ENV
+        script:
+            "../scripts/summary_plots.py"
+
+    rule map_grid:
+        input:
+            shards=lambda wildcards: [shard_paths(wildcards.model, method)[0] for method in ATTRIBUTION["methods"]],
+            split=split_path(ATTRIBUTION["split"]),
+        output:
+            png=report(f"{R}/plots/maps/{{model}}.png", caption="../report/map_grid.rst", category="5. Maps",
+                       labels={"model": "{model}"}),
+            data=f"{R}/plots/maps/{{model}}.npz",
+        wildcard_constraints:
+            model=names_regex(ATTRIBUTION["models"]),
+        params:
+            methods=list(ATTRIBUTION["methods"]),
+            images=AGGREGATION["grid_images"],
+        log:
+            f"{R}/logs/aggregate/maps/{{model}}.log",
+        conda:
+            ENV
+        script:
+            "../scripts/map_grid.py"

@@ -34,6 +34,7 @@ MODELS = list(config["models"])
 EVALUATION = canonical(config.get("evaluation", {}))
 ATTRIBUTION = resolve_attribution(config)  # None when the config has no attribution section
 METRICS = resolve_metrics(config, ATTRIBUTION)  # None when the config has no metrics section
+AGGREGATION = {"resamples": 1000, "seed": 0, "grid_images": 6, **config.get("aggregation", {})}
 ENV = "../../envs/robustxai.yaml"
 ARCHIVE = f"{R}/downloads/{DATASET['name']}/archive.tar.gz"  # kinds that need a download (CIFAR-10)
 
@@ -117,3 +118,46 @@ def metric_gpus(wildcards):
     from robustxai.metrics import metric_class
 
     return job_resources("metrics", "gpu", 1) if metric_class(wildcards.metric).needs_model else 0
+
+
+def metric_tables():
+    """Every per-image metric table as {model, method, metric, path}, in metric_outputs() order."""
+    return [{"model": model, "method": method, "metric": metric,
+             "path": f"{R}/metrics/{DATASET['name']}/{model}/{method}/{metric}.parquet"}
+            for metric, settings in METRICS.items() for model in settings["models"] for method in settings["methods"]]
+
+
+def run_summary():
+    """One line naming the run for findings.md: dataset, models, methods, metrics, images."""
+    return (f"Dataset `{DATASET['name']}`; {len(ATTRIBUTION['models'])} models x {len(ATTRIBUTION['methods'])} "
+            f"methods, {ATTRIBUTION['shards'] * ATTRIBUTION['images_per_shard']} images of split "
+            f"`{ATTRIBUTION['split']}` at most; metrics: {', '.join(METRICS)}.")
+
+
+SUMMARY_PLOTS = {
+    "heatmap": "metric means per model and method",
+    "confidence": "per-image insertion and deletion against confidence",
+    "tradeoff": "explainability score against accuracy and MACs",
+    "sanity": "cascading model randomisation curves",
+}
+
+
+def summary_plot_outputs():
+    """Named outputs of summary_plots: <plot> (PNG, in the report) and <plot>_data (CSV) for each plot
+    the metrics allow (sanity curves only with sanity_randomisation)."""
+    outputs = {}
+    for plot in SUMMARY_PLOTS:
+        if plot == "sanity" and "sanity_randomisation" not in METRICS:
+            continue
+        outputs[plot] = report(f"{R}/plots/{plot}.png", caption=f"../report/{plot}.rst", category="6. Plots")
+        outputs[f"{plot}_data"] = f"{R}/plots/{plot}.csv"
+    return outputs
+
+
+def aggregation_outputs():
+    """The aggregation's final files (none without a metrics section)."""
+    if METRICS is None:
+        return []
+    return [f"{R}/findings.md", f"{R}/tables/explainability.csv", f"{R}/correlations/across_models.csv",
+            *[f"{R}/plots/{plot}.png" for plot in SUMMARY_PLOTS if plot != "sanity" or "sanity_randomisation" in METRICS],
+            *expand(f"{R}/plots/maps/{{model}}.png", model=ATTRIBUTION["models"])]
