@@ -89,11 +89,13 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
-    # its own jobs (8 methods x 2 shards, 4 metric tables), and the jobs that read its checkpoint:
-    # vgg-vanilla's maps taken from it
-    assert jobs == [("aggregate_models", None), ("all", None)] + [("attribute", "vgg-pgd_l2")] * 16 + \
-        [("attribute", "vgg-vanilla")] * 2 + [("evaluate_model", "vgg-pgd_l2")] + [("metric", "vgg-pgd_l2")] * 4 + \
-        [("train_model", "vgg-pgd_l2")]
+    # its own jobs (8 methods x 2 shards, 4 metric tables, its map grid), the jobs that read its
+    # checkpoint (vgg-vanilla's maps taken from it, and their grid), and the study-wide aggregation
+    assert jobs == [("aggregate_models", None), ("all", None), ("analyse", None)] + \
+        [("attribute", "vgg-pgd_l2")] * 16 + [("attribute", "vgg-vanilla")] * 2 + \
+        [("evaluate_model", "vgg-pgd_l2"), ("explainability_table", None), ("findings", None),
+         ("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")] + [("metric", "vgg-pgd_l2")] * 4 + \
+        [("summary_plots", None), ("train_model", "vgg-pgd_l2")]
     assert output_methods(snakemake(smoke_run, "-n", config=edited).stdout, "vgg-vanilla") == {"smoothgrad_of_robust"}
 
 
@@ -141,6 +143,53 @@ def test_metric_tables_hold_per_image_values_and_rank_gradcam_above_random(smoke
     assert not (smoke_run / "results" / "metrics" / "builtin" / "vgg-pgd_l2" / "gradcam" / "box_iou.parquet").exists()
 
 
+def test_aggregation_tables_plots_findings_and_report(smoke_run):
+    results = smoke_run / "results"
+    table = pd.read_csv(results / "tables" / "explainability.csv")
+    pairs = {(m, k) for m in ("vgg-vanilla", "vgg-pgd_l2") for k in ("gradcam", "random")}
+    pairs |= {("vgg-vanilla", "rise"), ("vgg-vanilla", "gradient")}
+    assert set(zip(table["model"], table["method"])) == pairs and len(table) == len(pairs)
+    for column in ("insertion", "deletion", "energy_in_box", "pointing_game", "boundary_alignment"):
+        present = table.dropna(subset=[column])
+        assert (present[f"{column}_ci_low"] <= present[column] + 1e-12).all()
+        assert (present[column] <= present[f"{column}_ci_high"] + 1e-12).all()
+    insertion = read_metric(smoke_run, "vgg-pgd_l2", "gradcam", "insertion")["insertion"].mean()
+    row = table.set_index(["model", "method"]).loc[("vgg-pgd_l2", "gradcam")]
+    assert row["insertion"] == pytest.approx(insertion) and row["family"] == "cam"
+    models = pd.read_csv(results / "tables" / "models.csv").set_index("model")
+    assert row["clean_accuracy"] == pytest.approx(models.loc["vgg-pgd_l2", "clean_accuracy"])
+
+    across = pd.read_csv(results / "correlations" / "across_models.csv")
+    model_level = across[across["method"] == "-"]
+    assert (model_level["n"] == 3).all() and {"spearman", "pearson"} == set(model_level["kind"])
+    within = pd.read_csv(results / "correlations" / "within_models.csv").dropna(subset=["r"])
+    assert within["r"].between(-1, 1).all() and (within["ci_low"] <= within["r"] + 1e-12).all()
+    assert set(within[within["model"] == "vgg-vanilla"]["y"]) >= {"insertion", "deletion"}
+    ranking = pd.read_csv(results / "tables" / "method_ranking.csv")
+    assert ranking["method"].tolist().index("gradcam") < ranking["method"].tolist().index("random")
+    agreement = pd.read_csv(results / "tables" / "ranking_agreement.csv")
+    assert agreement["kendalls_w"].dropna().between(0, 1).all() and "all" in set(agreement["model"])
+    comparisons = pd.read_csv(results / "tables" / "group_comparisons.csv")
+    assert set(comparisons["group_a"]) == {"vanilla"} and set(comparisons["group_b"]) == {"adversarial"}
+    assert (comparisons["n"] == 40).all()  # paired per image
+
+    findings = (results / "findings.md").read_text()
+    verdicts = re.findall(r"^\| (\d) \| .* \| \*\*(reproduced|not reproduced|inconclusive)\*\* \|$", findings, re.M)
+    assert [number for number, _ in verdicts] == ["1", "2", "3", "4", "5"]
+    assert dict(verdicts)["2"] == "inconclusive"  # the smoke study attributes no AdvProp model
+
+    for plot in ("heatmap", "confidence", "tradeoff", "sanity"):
+        assert (results / "plots" / f"{plot}.png").stat().st_size > 10_000
+        assert len(pd.read_csv(results / "plots" / f"{plot}.csv")) > 0
+    sanity = pd.read_csv(results / "plots" / "sanity.csv")
+    assert sorted(sanity["step"].unique()) == [1, 2, 3] and set(sanity["method"]) == {"gradient", "gradcam"}
+    grid = np.load(results / "plots" / "maps" / "vgg-vanilla.npz")
+    assert grid["images"].shape == (4, 3, 32, 32) and grid["map_lime"].shape == (4, 32, 32)
+
+    snakemake(smoke_run, "--report", str(results / "report.html"))
+    assert (results / "report.html").stat().st_size > 100_000
+
+
 def read_shard_probs(smoke_run, model, method):
     from robustxai.attribution.shards import read_shard
 
@@ -172,7 +221,9 @@ def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))
     output = snakemake(smoke_run, "-n", config=edited).stdout
     jobs = planned_jobs(output)
-    assert jobs == [("all", None)] + [("attribute", "vgg-pgd_l2")] * 2 + [("attribute", "vgg-vanilla")] * 2
+    # its maps, and the map grids that show them; no metric scores it, so no table changes
+    assert jobs == [("all", None)] + [("attribute", "vgg-pgd_l2")] * 2 + [("attribute", "vgg-vanilla")] * 2 + \
+        [("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")]
     assert output.count("method=input_x_gradient") == 4
 
 

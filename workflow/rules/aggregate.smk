@@ -40,7 +40,7 @@ if METRICS is not None:
             methods=f"{R}/tables/methods.csv",
         params:
             tables=metric_tables(),
-            methods=ATTRIBUTION["methods"],
+            methods=scored_methods(),
             resamples=AGGREGATION["resamples"],
             seed=AGGREGATION["seed"],
         log:

@@ -128,9 +128,9 @@ def metric_tables():
 
 
 def run_summary():
-    """One line naming the run for findings.md: dataset, models, methods, metrics, images."""
-    return (f"Dataset `{DATASET['name']}`; {len(ATTRIBUTION['models'])} models x {len(ATTRIBUTION['methods'])} "
-            f"methods, {ATTRIBUTION['shards'] * ATTRIBUTION['images_per_shard']} images of split "
+    """One line naming the run for findings.md: dataset, models, scored methods, images, metrics."""
+    return (f"Dataset `{DATASET['name']}`; {len(ATTRIBUTION['models'])} models x {len(scored_methods())} "
+            f"scored methods, {ATTRIBUTION['shards'] * ATTRIBUTION['images_per_shard']} images of split "
             f"`{ATTRIBUTION['split']}` at most; metrics: {', '.join(METRICS)}.")
 
 
@@ -159,5 +159,12 @@ def aggregation_outputs():
     if METRICS is None:
         return []
     return [f"{R}/findings.md", f"{R}/tables/explainability.csv", f"{R}/correlations/across_models.csv",
-            *[f"{R}/plots/{plot}.png" for plot in SUMMARY_PLOTS if plot != "sanity" or "sanity_randomisation" in METRICS],
+            *[f"{R}/plots/{plot}.png" for plot in SUMMARY_PLOTS
+              if plot != "sanity" or "sanity_randomisation" in METRICS],
             *expand(f"{R}/plots/maps/{{model}}.png", model=ATTRIBUTION["models"])]
+
+
+def scored_methods():
+    """Settings of the attribution methods some metric scores, by name (what the tables depend on)."""
+    scored = {method for settings in METRICS.values() for method in settings["methods"]}
+    return {name: settings for name, settings in ATTRIBUTION["methods"].items() if name in scored}

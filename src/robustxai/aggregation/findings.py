@@ -31,17 +31,13 @@ def _fmt(value: float) -> str:
     return "n/a" if pd.isna(value) else f"{value:.3f}"
 
 
-def _wins(comparisons: pd.DataFrame, a: str, b: str, family: str | None = None, column: str | None = None) -> pd.DataFrame:
+def _wins(comparisons: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     """The comparison rows of algorithms ``a`` vs ``b`` (either order, normalised so ``a`` is group_a)."""
     rows = comparisons[((comparisons["group_a"] == a) & (comparisons["group_b"] == b))
                        | ((comparisons["group_a"] == b) & (comparisons["group_b"] == a))].copy()
     flipped = rows["group_a"] == b
     rows.loc[flipped, "better"] = rows.loc[flipped, "better"].map({"a": "b", "b": "a", "neither": "neither"})
     rows.loc[flipped, ["mean_a", "mean_b"]] = rows.loc[flipped, ["mean_b", "mean_a"]].to_numpy()
-    if family is not None:
-        rows = rows[rows["family"] == family]
-    if column is not None:
-        rows = rows[rows["column"] == column]
     return rows
 
 
@@ -85,6 +81,9 @@ def advprop_finding(models: pd.DataFrame, comparisons: pd.DataFrame) -> Finding:
     for arch, row in per_arch.iterrows():
         finding.evidence.append(f"{arch} clean accuracy: " + ", ".join(f"{a} {_fmt(v)}" for a, v in row.items()))
     rows = _wins(comparisons, "vanilla", "advprop")
+    if len(rows) == 0:
+        finding.evidence.append("needs explainability metrics of AdvProp and vanilla models")
+        return finding
     finding.evidence += _describe(rows, "vanilla", "advprop")
     more_explainable = _majority(rows, "b")
     finding.evidence.append(f"AdvProp most accurate in {int(most_accurate.sum())} of {len(most_accurate)} "
@@ -149,7 +148,8 @@ def no_best_model_finding(models: pd.DataFrame, scores: pd.Series) -> Finding:
     if len(models) < 2 or scores.empty:
         finding.evidence.append("needs at least two models with explainability scores")
         return finding
-    criteria = models.set_index("model")[["clean_accuracy", "ood_accuracy"]].join(scores)
+    criteria = models.set_index("model")[["clean_accuracy", "ood_accuracy"]]
+    criteria = criteria.join(scores.rename("explainability_score"))
     best = {}
     for column in criteria.columns:
         top = criteria[column].max()
