@@ -6,8 +6,10 @@ from torch import nn
 
 
 def default_device() -> torch.device:
-    """The first CUDA device if one is visible, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The job's device: a free GPU claimed from the pool (``robustxai.devices``), else the CPU."""
+    from robustxai.devices import claim_device
+
+    return claim_device()
 
 
 @torch.no_grad()

@@ -1,0 +1,62 @@
+"""The GPU pool hands each process its own device and gets it back when the process dies."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from robustxai import devices
+
+
+@pytest.fixture
+def pool(tmp_path, monkeypatch):
+    monkeypatch.setenv(devices.LOCK_DIR_VARIABLE, str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    devices.release_device()
+    yield tmp_path
+    devices.release_device()
+
+
+def claim_in_child(count, hold_seconds, lock_dir):
+    code = (f"import time; from robustxai.devices import claim_device; "
+            f"print(claim_device({count}, timeout=0.2, poll=0.05), flush=True); time.sleep({hold_seconds})")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, devices.LOCK_DIR_VARIABLE: str(lock_dir)})
+
+
+def test_each_process_gets_its_own_gpu_and_a_killed_job_frees_it(pool):
+    assert devices.claim_device(2) == torch.device("cuda:0")
+    assert devices.claim_device(2) == torch.device("cuda:0")  # a process keeps its device
+    child = claim_in_child(2, 30, pool)
+    assert child.stdout.readline().strip() == "cuda:1"
+    third = claim_in_child(2, 0, pool)
+    assert third.wait(timeout=60) != 0  # both taken: TimeoutError
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    again = claim_in_child(2, 0, pool)
+    assert again.stdout.readline().strip() == "cuda:1" and again.wait(timeout=60) == 0
+
+
+def test_without_gpus_jobs_run_on_the_cpu(pool):
+    assert devices.claim_device(0) == torch.device("cpu")
+    assert not list(pool.iterdir())
+
+
+def test_slurm_devices_are_locked_by_their_physical_ids(pool, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert devices.device_ids(2) == ["3", "5"]
+    assert devices.claim_device(2) == torch.device("cuda:0") and (pool / "gpu-3.lock").exists()
+
+
+def test_waiting_for_a_device_times_out(pool):
+    holder = claim_in_child(1, 30, pool)
+    assert holder.stdout.readline().strip() == "cuda:0"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="all 1 GPUs stayed taken"):
+        devices.claim_device(1, timeout=0.3, poll=0.05)
+    assert time.monotonic() - started < 5
+    holder.kill()
+    holder.wait()
