@@ -1,7 +1,10 @@
 """End-to-end tests of the Snakemake workflow (the smoke study takes about a minute on 2 cores)."""
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +317,42 @@ def test_gradcam_rise_and_gradient_on_a_trained_smoke_model_point_at_the_object(
     assert share_in_box("gradcam", "above minimum") > random_share + 0.1
     assert share_in_box("rise", "above minimum", masks=500, cells=4) > random_share + 0.05
     assert share_in_box("gradient", "positive") > random_share + 0.1
+
+
+def kill_session(session):
+    """SIGKILL every process of a session (Snakemake and the jobs it started)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == session:
+                    os.kill(int(entry), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def test_a_job_killed_mid_shard_leaves_no_shard_and_a_rerun_gives_the_same_maps(smoke_run):
+    from robustxai.attribution.shards import read_shard
+
+    target = smoke_run / "results" / "attributions" / "builtin" / "vgg-vanilla" / "bsm" / "shard-0.h5"
+    before = read_shard(target)
+    log = smoke_run / "results" / "logs" / "attribute" / "vgg-vanilla" / "bsm" / "shard-0.log"
+    log.unlink()  # the first run's log: wait for the rerun's own
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(smoke_run),
+               "--configfile", str(SMOKE), "--cores", "1", "--forcerun", str(target.relative_to(smoke_run))]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    # BSM's boundary search takes ~3 s of the job: kill once its progress bar has started
+    while not (log.exists() and "BoundarySaliency" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.poll() is None, "the job ended before it could be killed"
+    kill_session(run.pid)
+    run.wait()
+    assert not target.exists()  # never a half-written shard under the final name
+    snakemake(smoke_run, "--unlock")  # as after any crash of Snakemake itself
+    result = snakemake(smoke_run, "--rerun-incomplete")
+    assert "attribute" in result.stdout + result.stderr
+    after = read_shard(target)
+    assert np.array_equal(after.index, before.index) and np.array_equal(after.target, before.target)
+    # the rerun may tune a different batch size, which only changes float rounding
+    assert np.allclose(after.maps, before.maps, atol=1e-5)
+    assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout

@@ -8,6 +8,9 @@ from snakemake.utils import min_version, validate
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
+# Shards are written under a temporary name and renamed, so HDF5's own file locks (which fail on many
+# network file systems) are not needed.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 from robustxai.config import (
     all_split_names,
