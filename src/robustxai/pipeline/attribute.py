@@ -97,7 +97,8 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
         probs=logits.softmax(1).numpy(),
         attrs={"method": method_name, "registered_method": registered, "settings": settings,
                "channel_rule": method.channel_rule, "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
-               "seed": int(settings.get("seed", 0)), "batch_size": method.batch_size, "memory_layout": layout, "wall_seconds": wall,
+               "seed": int(settings.get("seed", 0)), "batch_size": method.batch_size, "memory_layout": layout,
+               "wall_seconds": wall,
                "images_per_second": len(index) / wall if wall > 0 else float("inf"),
                "provenance": provenance(), **summary}, extras=extras)
     write_shard(shard_data, output_path, dtype)

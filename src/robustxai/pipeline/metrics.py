@@ -56,10 +56,9 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
     if cls.needs_model:
         from robustxai.models.checkpoint import load_checkpoint
         from robustxai.models.inference import default_device
-
-        device = default_device()
         from robustxai.tuning import adopt_fastest_layout
 
+        device = default_device()
         model = load_checkpoint(checkpoint_path)[0].to(device).eval()
         log.info("model memory layout: %s", adopt_fastest_layout(model, tuple(images.shape[1:]), "forward", device))
     if cls.needs_method:
