@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from robustxai import devices
+from robustxai.workflow_io import job_logging
 
 
 @pytest.fixture
@@ -60,3 +61,42 @@ def test_waiting_for_a_device_times_out(pool):
     assert time.monotonic() - started < 5
     holder.kill()
     holder.wait()
+
+
+def read_tsv(path):
+    header, row = path.read_text().splitlines()
+    return dict(zip(header.split("\t"), row.split("\t")))
+
+
+def test_a_gpu_job_writes_its_gpu_time_and_peak_memory_next_to_its_benchmark(pool, tmp_path, monkeypatch):
+    mib = 2 ** 20
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 300 * mib)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 512.5 * mib)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    sidecar = tmp_path / "job.gpu.tsv"
+    with job_logging(str(tmp_path / "job.log"), gpu_usage_path=str(sidecar)):
+        devices.claim_device(1)
+        time.sleep(0.2)
+    usage = read_tsv(sidecar)
+    assert usage["gpu"] == "7" and usage["device"] == "Fake GPU"
+    assert 0.2 <= float(usage["gpu_s"]) < 5
+    assert float(usage["peak_allocated_mib"]) == 300 and float(usage["peak_reserved_mib"]) == 512.5
+    assert "GPU usage" in (tmp_path / "job.log").read_text()
+
+
+def test_a_cpu_job_leaves_no_gpu_sidecar_and_removes_a_stale_one(pool, tmp_path):
+    sidecar = tmp_path / "job.gpu.tsv"
+    sidecar.write_text("gpu\tgpu_s\n0\t9\n")
+    with job_logging(str(tmp_path / "job.log"), gpu_usage_path=str(sidecar)):
+        assert devices.claim_device(0) == torch.device("cpu")
+    assert devices.gpu_usage() is None and not sidecar.exists()
+
+
+def test_a_failed_gpu_job_writes_no_sidecar(pool, tmp_path):
+    sidecar = tmp_path / "job.gpu.tsv"
+    with pytest.raises(RuntimeError), job_logging(str(tmp_path / "job.log"), gpu_usage_path=str(sidecar)):
+        devices.claim_device(1)
+        raise RuntimeError("out of memory")
+    assert not sidecar.exists() and "out of memory" in (tmp_path / "job.log").read_text()

@@ -5,7 +5,8 @@ each one gets, so without help every job would use ``cuda:0``. A job claims the 
 taking an exclusive ``flock`` on ``<lock dir>/gpu-<id>.lock``; the operating system releases it
 when the process ends, crash or not. ``<id>`` is the device's entry in ``CUDA_VISIBLE_DEVICES``
 when that is set (SLURM sets it per job, so jobs on one node lock their physical devices), else
-its index. Without CUDA the job runs on the CPU.
+its index. Without CUDA the job runs on the CPU. ``gpu_usage`` reports how long a process held its
+GPU and its peak memory there, for the sidecar next to each rule's benchmark file.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +24,16 @@ log = logging.getLogger(__name__)
 
 #: environment variable naming the lock directory (default: <tmp>/robustxai-gpus-<uid>)
 LOCK_DIR_VARIABLE = "ROBUSTXAI_GPU_LOCKS"
-_held: dict[int, object] = {}  # device index -> open lock file, kept open for the life of the process
+
+
+@dataclass
+class _Claim:
+    lock_file: object  # kept open for the life of the process: closing it frees the device
+    name: str  # the device's lock id (CUDA_VISIBLE_DEVICES entry or index)
+    claimed_at: float  # time.perf_counter() when the claim succeeded
+
+
+_held: dict[int, _Claim] = {}  # device index -> this process's claim
 
 
 def lock_dir() -> Path:
@@ -65,7 +76,7 @@ def claim_device(count: int | None = None, timeout: float | None = None, poll: f
         for index, name in enumerate(ids):
             handle = _try_lock(directory / f"gpu-{name}.lock")
             if handle is not None:
-                _held[index] = handle
+                _held[index] = _Claim(handle, name, time.perf_counter())
                 if torch.cuda.is_available() and index < torch.cuda.device_count():
                     torch.cuda.set_device(index)
                 log.info("claimed GPU %s (cuda:%d) from the pool in %s", name, index, directory)
@@ -80,6 +91,23 @@ def claim_device(count: int | None = None, timeout: float | None = None, poll: f
 
 def release_device() -> None:
     """Give this process's device back to the pool (jobs need not call it: exiting releases it)."""
-    for handle in _held.values():
-        handle.close()
+    for claim in _held.values():
+        claim.lock_file.close()
     _held.clear()
+
+
+def gpu_usage() -> dict | None:
+    """This process's use of its claimed GPU so far, or None when it claimed none: ``gpu`` (lock id),
+    ``device`` (name), ``gpu_s`` (seconds from the claim until all work queued on it had finished;
+    the GPU time a scheduler bills), ``peak_allocated_mib`` and ``peak_reserved_mib`` (peak memory
+    held by tensors and by torch's caching allocator, MiB)."""
+    if not _held:
+        return None
+    index, claim = next(iter(_held.items()))
+    device = torch.device(f"cuda:{index}")
+    torch.cuda.synchronize(device)
+    mib = 2 ** 20
+    return {"gpu": claim.name, "device": torch.cuda.get_device_name(device),
+            "gpu_s": round(time.perf_counter() - claim.claimed_at, 4),
+            "peak_allocated_mib": round(torch.cuda.max_memory_allocated(device) / mib, 2),
+            "peak_reserved_mib": round(torch.cuda.max_memory_reserved(device) / mib, 2)}

@@ -19,10 +19,11 @@ if ATTRIBUTION is not None:
             images_per_batch=ATTRIBUTION["images_per_batch"],
             target=ATTRIBUTION["target"],
             dtype=ATTRIBUTION["dtype"],
+            gpu_usage=gpu_usage_file("attribute/{model}/{method}/shard-{shard}"),
         log:
             f"{R}/logs/attribute/{{model}}/{{method}}/shard-{{shard}}.log",
         benchmark:
-            f"{R}/benchmarks/attribute/{{model}}/{{method}}/shard-{{shard}}.tsv"
+            benchmark_file("attribute/{model}/{method}/shard-{shard}")
         threads: job_resources("attribute", "threads", 1)
         resources:
             gpu=job_resources("attribute", "gpu", 1),

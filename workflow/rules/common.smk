@@ -63,6 +63,17 @@ def model_weights_file(wildcards):
     return entry["file"] if entry.get("file") else f"{R}/downloads/models/{wildcards.model}.weights"
 
 
+def benchmark_file(name):
+    """A rule's Snakemake benchmark file, e.g. benchmark_file('train/{model}') (wildcards kept)."""
+    return f"{R}/benchmarks/{name}.tsv"
+
+
+def gpu_usage_file(name):
+    """The sidecar of benchmark_file(name) with the job's GPU time and peak GPU memory; the job writes
+    it (robustxai.workflow_io.job_logging) only when it ran on a GPU, so it is not a declared output."""
+    return f"{R}/benchmarks/{name}.gpu.tsv"
+
+
 def job_resources(stage, key, default):
     """A resource of a stage's jobs from config 'resources', e.g. job_resources('train', 'mem_mb', 4000)."""
     return config.get("resources", {}).get(stage, {}).get(key, default)

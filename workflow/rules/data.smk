@@ -21,7 +21,7 @@ rule prepare_dataset:
     log:
         f"{R}/logs/data/prepare.log",
     benchmark:
-        f"{R}/benchmarks/data/prepare.tsv"
+        benchmark_file("data/prepare")
     threads: job_resources("data", "threads", 1)
     resources:
         mem_mb=job_resources("data", "mem_mb", 4000),

@@ -8,10 +8,11 @@ rule evaluate_model:
     params:
         ood_splits=SPLITS["ood"],
         settings=EVALUATION,
+        gpu_usage=gpu_usage_file("evaluate/{model}"),
     log:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/evaluate/{{model}}.tsv"
+        benchmark_file("evaluate/{model}")
     threads: job_resources("evaluate", "threads", 1)
     resources:
         gpu=job_resources("evaluate", "gpu", 1),

@@ -17,10 +17,11 @@ if METRICS is not None:
         params:
             settings=lambda wildcards: METRICS[wildcards.metric],
             method_settings=metric_method_settings,
+            gpu_usage=gpu_usage_file("metrics/{model}/{method}/{metric}"),
         log:
             f"{R}/logs/metrics/{{model}}/{{method}}/{{metric}}.log",
         benchmark:
-            f"{R}/benchmarks/metrics/{{model}}/{{method}}/{{metric}}.tsv"
+            benchmark_file("metrics/{model}/{method}/{metric}")
         threads: job_resources("metrics", "threads", 1)
         resources:
             gpu=metric_gpus,

@@ -12,10 +12,11 @@ rule train_model:
         model=names_regex(models_by_source(config, "train")),
     params:
         entry=model_entry,
+        gpu_usage=gpu_usage_file("train/{model}"),
     log:
         f"{R}/logs/train/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/train/{{model}}.tsv"
+        benchmark_file("train/{model}")
     threads: job_resources("train", "threads", 1)
     resources:
         gpu=job_resources("train", "gpu", 1),
