@@ -3,6 +3,8 @@ import torch
 from torch import nn
 
 from robustxai.models.wrapper import ImageClassifier
+from slurm_cluster import SlurmStudy, cluster_environment
+from workflow_runs import snakemake
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +29,27 @@ class TinyConvNet(nn.Module):
 @pytest.fixture
 def tiny_classifier():
     return ImageClassifier(TinyConvNet(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """A working directory in which the smoke study has run locally (shared by the workflow tests)."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_study(request, tmp_path_factory):
+    """The smoke study on the test SLURM cluster, started with the session when SLURM tests are selected
+    (it runs alongside the other tests); the reason it is not running, as a string, otherwise."""
+    if not any(item.path.name == "test_workflow_slurm.py" for item in request.session.items):
+        yield "no SLURM test selected"
+        return
+    env, reason = cluster_environment()
+    if env is None:
+        yield reason
+        return
+    study = SlurmStudy(tmp_path_factory.mktemp("slurm"), env)
+    yield study
+    study.stop()

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,19 +15,9 @@ from PIL import Image
 from robustxai.data.download import file_digest
 from robustxai.data.splits import load_split
 from test_loaders import make_cifar_archive, write_voc
+from workflow_runs import ROOT, SMOKE, snakemake, snakemake_command
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir, *args, config=SMOKE, check=True):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(config), "--cores", "2", *args]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
 
 
 def planned_jobs(output):
@@ -46,13 +35,6 @@ def planned_jobs(output):
 def output_methods(output, model):
     """Methods of the planned attribute jobs of ``model`` in a dry run's output."""
     return set(re.findall(rf"model={re.escape(model)}, method=(\w+)", output))
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
-    snakemake(workdir)
-    return workdir
 
 
 def test_smoke_study_table_values(smoke_run):
@@ -337,8 +319,7 @@ def test_a_job_killed_mid_shard_leaves_no_shard_and_a_rerun_gives_the_same_maps(
     before = read_shard(target)
     log = smoke_run / "results" / "logs" / "attribute" / "vgg-vanilla" / "bsm" / "shard-0.log"
     log.unlink()  # the first run's log: wait for the rerun's own
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(smoke_run),
-               "--configfile", str(SMOKE), "--cores", "1", "--forcerun", str(target.relative_to(smoke_run))]
+    command = snakemake_command(smoke_run, "--cores", "1", "--forcerun", str(target.relative_to(smoke_run)))
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     # BSM's boundary search takes ~3 s of the job: kill once its progress bar has started

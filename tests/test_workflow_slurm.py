@@ -1,0 +1,87 @@
+"""The smoke study on a real single-node SLURM cluster, submitted through profiles/slurm, gives the
+results of a local run. The cluster comes from `.ci/slurm/setup.sh` (run as root; `.ci/run` does it);
+the study is started in the background by the `slurm_study` fixture (conftest.py)."""
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_study):
+    """(working directory, SLURM run id, environment) of the finished smoke study on the cluster."""
+    if isinstance(slurm_study, str):
+        pytest.skip(slurm_study)
+    slurm_study.wait()
+    return slurm_study.workdir, slurm_study.run_id(), slurm_study.env
+
+
+def slurm_jobs(run_id, env, expected):
+    """{SLURM job id: (state, allocated trackable resources)} of a run's jobs, from sacct (the accounting
+    database, which may lag a few seconds behind the last job)."""
+    for _ in range(30):
+        out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", "now-2days", "--name", run_id,
+                              "-o", "JobID,State,AllocTRES"], capture_output=True, text=True, env=env, check=True)
+        jobs = {job: (state, tres) for job, state, tres in (line.split("|") for line in out.stdout.splitlines())}
+        if set(jobs) >= expected and all(jobs[job][0] == "COMPLETED" for job in expected):
+            break
+        time.sleep(1)
+    return jobs
+
+
+def submitted_jobs(workdir):
+    """{SLURM job id: the rule or group it ran}, from the SLURM logs Snakemake kept."""
+    logs = workdir / ".snakemake" / "slurm_logs"
+    return {log.stem: log.relative_to(logs).parts[0] for log in logs.rglob("*.log")}
+
+
+def test_gpu_jobs_are_submitted_with_one_gpu_each_and_shards_in_groups(slurm_run):
+    workdir, run_id, env = slurm_run
+    submitted = submitted_jobs(workdir)
+    jobs = slurm_jobs(run_id, env, set(submitted))
+    assert set(jobs) == set(submitted) and all(state == "COMPLETED" for state, _ in jobs.values())
+    for job, name in submitted.items():
+        assert ("gres/gpu=1" in jobs[job][1]) == (name != "rule_prepare_dataset"), (name, jobs[job])
+    kinds = sorted(submitted.values())
+    assert kinds.count("rule_train_model") == 3 and kinds.count("rule_evaluate_model") == 3
+    # 32 attribute jobs and 17 metric jobs go out as a few group submissions of up to 8
+    assert 4 <= kinds.count("group_attribute_attribute") <= 8 and 3 <= kinds.count("group_metric_metric") <= 6
+
+
+def result_files(workdir, pattern="**/*"):
+    """Result files under results/ matching ``pattern``, relative to ``workdir`` (logs and benchmarks left out)."""
+    files = (path.relative_to(workdir) for path in (workdir / "results").glob(pattern) if path.is_file())
+    return sorted(path for path in files if path.parts[1] not in ("logs", "benchmarks"))
+
+
+def assert_tables_close(ours, local, name):
+    # batch sizes are tuned per job from timings, and on a CPU another batch size can mean another
+    # convolution algorithm: class probabilities, hence insertion/deletion AUCs, move by up to ~1e-5
+    pd.testing.assert_frame_equal(ours, local, rtol=0, atol=1e-4, obj=name)
+
+
+def test_results_equal_a_local_run(slurm_run, smoke_run):
+    workdir = slurm_run[0]
+    ours, local = set(result_files(workdir)), set(result_files(smoke_run))
+    assert ours <= local and local - ours <= {Path("results/report.html")}  # another test makes the report
+    for path in result_files(workdir, "evaluation/*.json"):
+        ours, local = (pd.DataFrame([json.loads((run / path).read_text())]) for run in (workdir, smoke_run))
+        assert_tables_close(ours, local, str(path))
+    for path in result_files(workdir, "attributions/**/*.h5"):
+        with h5py.File(workdir / path) as ours, h5py.File(smoke_run / path) as local:
+            assert np.array_equal(ours["index"][:], local["index"][:]), path
+            assert np.allclose(ours["maps"][:], local["maps"][:], atol=1e-5), path
+    # per-image metric values and the tables built from them; the statistics computed from these
+    # (correlations, tests, rankings) can turn a 1e-7 difference into a different tie order, so
+    # for them the test above (same files) is enough
+    tables = result_files(workdir, "metrics/**/*.parquet") + result_files(workdir, "tables/*.parquet")
+    for path in tables + [p for p in result_files(workdir, "tables/*.csv") if p.stem in ("models", "explainability")]:
+        read = pd.read_csv if path.suffix == ".csv" else pd.read_parquet
+        assert_tables_close(read(workdir / path), read(smoke_run / path), str(path))
