@@ -1,6 +1,7 @@
 """End-to-end tests of the Snakemake workflow (the smoke study takes about a minute on 2 cores)."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -210,6 +211,36 @@ def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):
     assert jobs == [("all", None)] + [("attribute", "vgg-pgd_l2")] * 2 + [("attribute", "vgg-vanilla")] * 2 + \
         [("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")]
     assert output.count("method=input_x_gradient") == 4
+
+
+def most_jobs_at_once(output, rule):
+    """The largest number of ``rule``'s jobs running at the same time, from the order in which
+    Snakemake's output starts ('rule X: ... jobid: N') and finishes ('Finished jobid: N') jobs."""
+    running, most, rule_of_next_job, ours = 0, 0, None, set()
+    for line in output.splitlines():
+        line = line.strip()
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule_of_next_job = m.group(1)
+        elif (m := re.match(r"^jobid: (\d+)", line)) and rule_of_next_job == rule:
+            ours.add(m.group(1))
+            running += 1
+            most = max(most, running)
+        elif (m := re.match(r"^Finished jobid: (\d+)", line)) and m.group(1) in ours:
+            running -= 1
+    return most
+
+
+def test_gpu_resources_cap_how_many_gpu_jobs_run_at_once(smoke_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(smoke_run, workdir)
+    shards = sorted(str(path.relative_to(workdir))
+                    for method in ("gradient", "random")
+                    for path in (workdir / "results" / "attributions" / "builtin").glob(f"*/{method}/*.h5"))
+    assert len(shards) == 8
+    result = snakemake(workdir, "--cores", "8", "--resources", "gpu=2", "--forcerun", *shards, "--", *shards)
+    output = result.stdout + result.stderr
+    assert output.count("Finished jobid") == 8
+    assert most_jobs_at_once(output, "attribute") == 2  # 8 cores would run all 8 at once without the cap
 
 
 def test_lint_is_clean():
