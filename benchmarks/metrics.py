@@ -54,7 +54,7 @@ def main() -> None:
         targets = model(images).argmax(1)
     batch = MetricBatch(images, maps, targets, torch.zeros(args.images, 4, dtype=torch.long))
     tuned = copy.deepcopy(model)
-    layout = adopt_fastest_layout(tuned, (3, 32, 32), "forward", torch.device("cpu"))
+    layout = adopt_fastest_layout(tuned, (3, 32, 32), "forward", torch.device("cpu"), inputs_in_model_layout=True)
     metrics = {name: make_metric(name, steps=args.steps) for name in ("insertion", "deletion")}
     metrics["insertion"](tuned, batch)  # warm-up, and the batch-size measurement
     started = time.perf_counter()

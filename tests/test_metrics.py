@@ -12,6 +12,7 @@ from robustxai.metrics.causal import blurred_start, curve_auc, normalisation_mea
 from robustxai.metrics.localisation import component_box
 from robustxai.metrics.sanity import cascade_blocks, map_similarities
 from robustxai.models import build_classifier
+from robustxai.tuning import model_memory_format
 
 
 def boxes_batch(n=8, size=32, seed=0):
@@ -152,6 +153,20 @@ def test_insertion_and_deletion_match_the_unbatched_reference():
         assert insertion[i].item() == pytest.approx(expected_ins, abs=1e-4)
         assert fast_deletion[i].item() == pytest.approx(expected_del, abs=1e-4)
         assert fast_insertion[i].item() == pytest.approx(expected_ins, abs=1e-4)
+
+
+def test_causal_metric_inputs_are_stored_like_the_model():
+    model = build_classifier("cifar_resnet_tiny", 10).eval()
+    assert model_memory_format(model) == torch.contiguous_format
+    model.to(memory_format=torch.channels_last)
+    assert model_memory_format(model) == torch.channels_last
+    seen = []
+    model.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    no_boxes = torch.zeros(2, 4, dtype=torch.long)
+    batch = MetricBatch(torch.rand(2, 3, 32, 32), torch.rand(2, 32, 32), torch.zeros(2, dtype=torch.long), no_boxes)
+    make_metric("deletion", steps=8, batch_size=6)(model, batch)
+    assert len(seen) == 3 and all(seen)  # 2 x 9 curve points in batches of 6, each channels-last
 
 
 def test_blurred_start_is_the_rise_blur_in_normalised_space():

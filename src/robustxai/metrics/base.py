@@ -49,6 +49,9 @@ class Metric:
     needs_model = False
     #: whether ``__call__`` recomputes maps with ``batch.method``
     needs_method = False
+    #: whether the model inputs it builds are stored like the model's weights (NCHW or channels-last;
+    #: ``robustxai.tuning``), which the job's memory-layout choice then assumes
+    inputs_in_model_layout = False
     #: the columns that score explainability, each -> whether higher is better (the aggregation
     #: ranks methods and compares models on these; other columns are diagnostics)
     higher_is_better: dict[str, bool] = {}

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustxai.metrics.base import Metric, MetricBatch, pixel_order
-from robustxai.tuning import fastest_batch_size
+from robustxai.tuning import fastest_batch_size, model_memory_format
 
 
 def normalisation_mean(model: nn.Module, channels: int) -> torch.Tensor:
@@ -62,12 +62,14 @@ def causal_curves(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, o
     per_step = step_pixels(h, w, steps)
     count = math.ceil(h * w / per_step)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
+    rank = rank.view(n, 1, h, w)
+    layout = model_memory_format(model)  # inputs stored like the weights skip a conversion per layer
     pairs = torch.cartesian_prod(torch.arange(n), torch.arange(count + 1)).to(start.device)
     scores = torch.empty(n, count + 1, device=start.device)
     for first in range(0, len(pairs), batch_size):
         image, step = pairs[first:first + batch_size].unbind(1)
-        shown = (rank[image] < (step * per_step)[:, None]).view(-1, 1, h, w).to(start.dtype)
-        inputs = start[image] + shown * (finish[image] - start[image])
+        shown = rank[image] < (step * per_step).view(-1, 1, 1, 1)
+        inputs = torch.where(shown, finish[image], start[image]).contiguous(memory_format=layout)
         probs = model(inputs).softmax(1)
         scores[image, step] = probs.gather(1, targets[image].view(-1, 1)).squeeze(1)
     return scores
@@ -81,6 +83,7 @@ def curve_auc(scores: torch.Tensor) -> torch.Tensor:
 
 class _CausalMetric(Metric):
     needs_model = True
+    inputs_in_model_layout = True
     mode = ""
 
     def __init__(self, steps: int = 224, batch_size: int | str = "auto", blur_size: int = 11,
@@ -98,7 +101,8 @@ class _CausalMetric(Metric):
     def __call__(self, model, batch: MetricBatch):
         start, finish = self.endpoints(model, batch.images)
         if self.batch_size == "auto":
-            self.batch_size = fastest_batch_size(model, tuple(start.shape[1:]), "forward", start.device)
+            self.batch_size = fastest_batch_size(model, tuple(start.shape[1:]), "forward", start.device,
+                                                 inputs_in_model_layout=self.inputs_in_model_layout)
         scores = causal_curves(model, start, finish, pixel_order(batch.maps), batch.targets, self.steps,
                                self.batch_size)
         return {self.mode: curve_auc(scores), f"{self.mode}_start": scores[:, 0], f"{self.mode}_end": scores[:, -1]}

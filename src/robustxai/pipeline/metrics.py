@@ -60,7 +60,9 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
 
         device = default_device()
         model = load_checkpoint(checkpoint_path)[0].to(device).eval()
-        log.info("model memory layout: %s", adopt_fastest_layout(model, tuple(images.shape[1:]), "forward", device))
+        layout = adopt_fastest_layout(model, tuple(images.shape[1:]), "forward", device,
+                                      inputs_in_model_layout=cls.inputs_in_model_layout)
+        log.info("model memory layout: %s", layout)
     if cls.needs_method:
         from robustxai.pipeline.attribute import configured_method
 
