@@ -40,7 +40,7 @@ def model_memory_format(model: nn.Module) -> torch.memory_format:
 
 
 def seconds_per_image(model: nn.Module, image_shape: tuple[int, ...], kind: str, batch_size: int,
-                      device: torch.device, repeats: int = 3, inputs_in_model_layout: bool = False,
+                      device: torch.device, repeats: int = 2, inputs_in_model_layout: bool = False,
                       min_seconds: float = 0.02) -> float:
     """Best wall seconds per image of one ``kind`` pass over a batch of ``batch_size`` random images
     (C, H, W) = ``image_shape``, after one warm-up pass: of ``repeats`` measurements, each of as many
