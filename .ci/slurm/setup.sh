@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Single-node SLURM cluster for tests/test_slurm.py on Debian 12 (bookworm): no systemd, Docker or cgroups needed.
+# Single-node SLURM cluster for tests/test_workflow_slurm.py on Debian 12 (bookworm): no systemd, Docker or cgroups needed.
 # Idempotent: re-running only (re)starts what is not running and re-checks health. Needs root (apt, daemons).
 #
 #   sudo PREFIX=/tmp/robustxai-slurm WITH_DBD=1 NGPU=2 bash .ci/slurm/setup.sh
