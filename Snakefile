@@ -1,5 +1,6 @@
 # robustxai: how explainable are vanilla, adversarially robust and AdvProp CNNs?
-# One DAG: dataset -> models -> evaluation -> attributions -> metrics -> tables/plots. See README.md.
+# One DAG: dataset -> models -> evaluation -> attributions -> metrics -> tables/plots, with the
+# learned explainer's targets (attributions of the train split) feeding its training. See README.md.
 
 # The default study, unless a study config came with --configfile (Snakemake would merge the two,
 # mixing their model lists).
@@ -18,6 +19,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/latency.smk"
 
 
 rule all:
@@ -26,4 +28,5 @@ rule all:
         attribution_outputs(),
         metric_outputs(),
         aggregation_outputs(),
+        latency_outputs(),
     default_target: True

@@ -281,9 +281,10 @@ def test_robust_counterpart_takes_the_map_from_the_bound_model(linear, batch):
     torch.manual_seed(9)
     other = Linear().eval()
     method = make_method("robust_counterpart", counterpart="twin", base="gradient")
-    with pytest.raises(RuntimeError, match="bind the counterpart model 'twin'"):
+    assert type(method).needed_models({"counterpart": "twin", "base": "gradient"}) == {"counterpart": "twin"}
+    with pytest.raises(RuntimeError, match="bind the model named by 'counterpart'"):
         method.explain(linear, images, targets)
-    maps = method.bind(other).explain(linear, images, targets)
+    maps = method.bind_models({"counterpart": other}).explain(linear, images, targets)
     assert torch.allclose(maps, weights_of(other, targets).sum(1), atol=1e-6)
     assert not torch.allclose(maps, weights_of(linear, targets).sum(1), atol=1e-3)
     with pytest.raises(ValueError, match="cannot use itself"):

@@ -114,7 +114,9 @@ def test_metrics_section_defaults_and_errors(config):
         "gradient": {}, "sg_robust": {"method": "robust_counterpart", "counterpart": "vgg_tiny-pgd_linf"}}}
     attribution = resolve_attribution(config)
     metrics = resolve_metrics({**config, "metrics": {"deletion": {"steps": 8}}}, attribution)
-    assert metrics["deletion"] == {"methods": ["gradient", "sg_robust"], "models": list(config["models"]), "steps": 8}
+    assert metrics["deletion"] == {"methods": ["gradient", "sg_robust"], "models": list(config["models"]), "steps": 8,
+                                   "metric": "deletion",
+                                   "pairs": [[m, method] for method in ("gradient", "sg_robust") for m in config["models"]]}
     assert resolve_metrics({k: v for k, v in config.items() if k != "metrics"}, attribution) is None
     with pytest.raises(ConfigError, match="unknown metric 'auc'"):
         resolve_metrics({**config, "metrics": {"auc": {}}}, attribution)
@@ -124,3 +126,81 @@ def test_metrics_section_defaults_and_errors(config):
         resolve_metrics({**config, "metrics": {"sanity_randomisation": {}}}, attribution)
     with pytest.raises(ConfigError, match="add an 'attribution' section"):
         resolve_metrics({**config, "metrics": {"deletion": {}}}, None)
+
+
+def explainer_config(config, **explainer):
+    config["models"]["resnet_tiny-explainer"] = {"arch": "cifar_resnet_tiny", "algorithm": "explainer",
+                                                 "explainer": {"twin": "resnet_tiny-pgd_linf", **explainer}}
+    return config
+
+
+def test_explainer_models_name_a_suitable_twin(config):
+    entry = resolve_model(explainer_config(config), "resnet_tiny-explainer")
+    assert entry["explainer"] == {"alignment": "robust", "branch": {}, "freeze_backbone": False, "lambda": 0.35,
+                                  "loss": "l2", "twin": "resnet_tiny-pgd_linf"}
+    assert entry["image_size"] == 32 and "attack" not in entry
+    with pytest.raises(ConfigError, match="alignment 'standard' learns the maps of a vanilla model, but twin "
+                                          "'resnet_tiny-pgd_linf' is adversarial"):
+        resolve_model(explainer_config(config, alignment="standard"), "resnet_tiny-explainer")
+    with pytest.raises(ConfigError, match="explainer.twin must name the configured model"):
+        resolve_model(explainer_config(config, twin="ghost"), "resnet_tiny-explainer")
+    with pytest.raises(ConfigError, match="freeze_backbone .* set init_from"):
+        resolve_model(explainer_config(config, freeze_backbone=True), "resnet_tiny-explainer")
+    config["models"]["resnet_tiny-explainer"]["init_from"] = "resnet_tiny-vanilla"
+    assert resolve_model(config, "resnet_tiny-explainer")["init_from"] == "resnet_tiny-vanilla"
+    config["models"]["resnet_tiny-vanilla"]["explainer"] = {"twin": "resnet_tiny-pgd_linf"}
+    with pytest.raises(ConfigError, match="'explainer' is a setting of trained models with algorithm: explainer"):
+        resolve_model(config, "resnet_tiny-vanilla")
+    with pytest.raises(ConfigError, match="init_from must name another configured model"):
+        resolve_model({**config, "models": {"a": {"arch": "x", "init_from": "a"}}}, "a")
+
+
+def test_alignment_targets_are_attribution_jobs_of_the_train_split(config):
+    from robustxai.config import attribution_jobs, resolve_alignment, resolve_attribution
+
+    assert resolve_alignment({**config, "models": {"v": {"arch": "cifar_vgg_tiny"}}}) is None
+    explainer_config(config)
+    alignment = resolve_alignment(config)
+    train_size = config["dataset"]["builtin"]["sizes"]["train"]
+    assert alignment["twins"] == ["resnet_tiny-pgd_linf"] and alignment["shards"] == -(-train_size // 5000)
+    assert resolve_alignment({**config, "alignment": {"images_per_shard": 1000}})["shards"] == -(-train_size // 1000)
+    jobs = attribution_jobs(resolve_attribution(config), alignment)
+    target = jobs["train/alignment_target"]
+    assert target["models"] == ["resnet_tiny-pgd_linf"] and target["target"] == "label" and target["settings"] == {}
+    assert jobs["test/gradient"]["target"] == "predicted" and "models" not in jobs["test/gradient"]["settings"]
+    folder = {**config, "dataset": {"name": "x", "kind": "imagefolder",
+                                    "imagefolder": {"num_classes": 3, "splits": {"train": {"images": "t"},
+                                                                                  "test": {"images": "v"}}}}}
+    with pytest.raises(ConfigError, match="config.alignment.shards: the size of the train split"):
+        resolve_alignment(folder)
+
+
+def test_methods_explain_their_own_models_and_declare_the_models_they_need(config):
+    from robustxai.config import resolve_attribution, resolve_latency, resolve_metrics
+
+    explainer_config(config)
+    config["attribution"] = {"models": ["resnet_tiny-vanilla"], "methods": {
+        "gradient": {}, "explainer": {"models": ["resnet_tiny-explainer"]},
+        "borrowed": {"method": "explainer", "explainer": "resnet_tiny-explainer"}}}
+    section = resolve_attribution(config)
+    assert section["models"] == ["resnet_tiny-vanilla", "resnet_tiny-explainer"]
+    assert section["methods"]["borrowed"]["models"] == ["resnet_tiny-vanilla"]
+    metrics = resolve_metrics({**config, "metrics": {
+        "energy_in_box": {}, "last_block": {"metric": "sanity_randomisation", "mode": "last_block",
+                                            "methods": ["gradient", "explainer"]}}}, section)
+    assert sorted(metrics["energy_in_box"]["pairs"]) == [["resnet_tiny-explainer", "explainer"],
+                                                         ["resnet_tiny-vanilla", "borrowed"],
+                                                         ["resnet_tiny-vanilla", "gradient"]]
+    assert metrics["last_block"]["metric"] == "sanity_randomisation"
+    with pytest.raises(ConfigError, match=r"sanity_randomisation\.methods: \['borrowed'\] take maps from another"):
+        resolve_metrics({**config, "metrics": {"sanity_randomisation": {}}}, section)
+    config["attribution"]["methods"]["explainer"] = {}
+    with pytest.raises(ConfigError, match=r"methods\.explainer: \['resnet_tiny-vanilla'\] have no explainer branch"):
+        resolve_attribution(config)
+    config["attribution"]["methods"]["explainer"] = {"models": ["resnet_tiny-explainer"]}
+    latency = resolve_latency({**config, "latency": {"methods": {"occlusion": {}}}}, section)
+    assert latency["models"] == section["models"] and latency["threads"] == 1
+    assert latency["methods"]["occlusion"]["models"] == section["models"]
+    assert latency["methods"]["explainer"]["models"] == ["resnet_tiny-explainer"]
+    with pytest.raises(ConfigError, match="unknown metric 'nope'"):
+        resolve_metrics({**config, "metrics": {"x": {"metric": "nope"}}}, section)

@@ -1,14 +1,18 @@
 import io
 import pickle
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from robustxai.config import ConfigError
 from robustxai.data.cifar import TEST_BATCHES, TRAIN_BATCHES, read_cifar10
 from robustxai.data.download import download, file_digest
 from robustxai.data.imagefolder import load_imagefolder, read_voc_boxes
+from robustxai.data.kinds import dataset_kind
+from robustxai.data.tinyimagenet import exclusive_box, read_tinyimagenet
 
 VOC_XML = """<annotation><filename>{stem}.JPEG</filename>
 <size><width>{w}</width><height>{h}</height><depth>3</depth></size>
@@ -101,3 +105,171 @@ def test_download_from_file_url_verifies_checksum(tmp_path):
     with pytest.raises(ValueError, match="sha256"):
         download(source.as_uri(), tmp_path / "bad.bin", sha256="0" * 64)
     assert not (tmp_path / "bad.bin").exists() and not (tmp_path / "bad.bin.part").exists()
+
+
+# Deliberately not sorted: labels must follow wnids.txt, not the alphabet.
+TINY_WNIDS = ["n02124075", "n01443537", "n09246464"]
+TINY_PER_CLASS, TINY_VAL_PER_CLASS = 6, 3
+
+
+def tinyimagenet_files(wnids, per_class, val_per_class, seed):
+    """Files of a stand-in tiny-imagenet-200 folder (relative path -> bytes) in the official layout, and
+    what reading it must give: {"train" | "val": (labels, inclusive boxes (N, 4))} in annotation order,
+    and "grey": {(split, index): the (64, 64) pixels of a greyscale JPEG}.
+
+    Images are random-pixel JPEGs, so each decodes to a unique array; the last train image of each class
+    and val_0 are greyscale. Train box 0 of the first class spans the whole image; box 1 is (10, 5, 20, 30).
+    """
+    rng = np.random.default_rng(seed)
+    grey = {}
+
+    def jpeg(key=None):
+        if key is None:
+            image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        else:
+            image = Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), mode="L")
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        if key is not None:
+            grey[key] = np.asarray(Image.open(io.BytesIO(buffer.getvalue())))
+        return buffer.getvalue()
+
+    def box():
+        x0, y0 = rng.integers(0, 60, 2)
+        return [int(x0), int(y0), int(rng.integers(x0, 64)), int(rng.integers(y0, 64))]
+
+    files = {"wnids.txt": "".join(f"{w}\n" for w in wnids).encode(), "test/images/test_0.JPEG": jpeg()}
+    expected = {"train": ([], []), "val": ([], [])}
+    for label, wnid in enumerate(wnids):
+        lines = []
+        for k in range(per_class):
+            corners = [0, 0, 63, 63] if (label, k) == (0, 0) else [10, 5, 20, 30] if (label, k) == (0, 1) else box()
+            last = k == per_class - 1
+            files[f"train/{wnid}/images/{wnid}_{k}.JPEG"] = jpeg(("train", label * per_class + k) if last else None)
+            lines.append("\t".join(map(str, [f"{wnid}_{k}.JPEG", *corners])))
+            expected["train"][0].append(label)
+            expected["train"][1].append(corners)
+        files[f"train/{wnid}/{wnid}_boxes.txt"] = ("\n".join(lines) + "\n").encode()
+    lines = []
+    for k in range(len(wnids) * val_per_class):
+        label, corners = (k * 2 + 1) % len(wnids), box()
+        files[f"val/images/val_{k}.JPEG"] = jpeg(("val", 0) if k == 0 else None)
+        lines.append("\t".join(map(str, [f"val_{k}.JPEG", wnids[label], *corners])))
+        expected["val"][0].append(label)
+        expected["val"][1].append(corners)
+    files["val/val_annotations.txt"] = ("\n".join(lines) + "\n").encode()
+    return files, {**{name: (np.array(labels), np.array(boxes)) for name, (labels, boxes) in expected.items()},
+                   "grey": grey}
+
+
+def make_tinyimagenet_zip(path, wnids=TINY_WNIDS, per_class=TINY_PER_CLASS, val_per_class=TINY_VAL_PER_CLASS,
+                          seed=0):
+    """A stand-in tiny-imagenet-200.zip (top folder tiny-imagenet-200/); returns the expected annotations."""
+    files, expected = tinyimagenet_files(wnids, per_class, val_per_class, seed)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(f"tiny-imagenet-200/{name}", data)
+    return expected
+
+
+def make_tinyimagenet_tree(root, wnids=TINY_WNIDS, per_class=TINY_PER_CLASS, val_per_class=TINY_VAL_PER_CLASS,
+                           seed=0):
+    """The same stand-in extracted: ``root`` is the tiny-imagenet-200 folder; returns the expected annotations."""
+    files, expected = tinyimagenet_files(wnids, per_class, val_per_class, seed)
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return expected
+
+
+@pytest.fixture(params=["zip", "root"])
+def tiny_source(request, tmp_path):
+    """(path of the stand-in zip or extracted folder, expected annotations)."""
+    if request.param == "zip":
+        return tmp_path / "tiny-imagenet-200.zip", make_tinyimagenet_zip(tmp_path / "tiny-imagenet-200.zip")
+    return tmp_path / "tiny-imagenet-200", make_tinyimagenet_tree(tmp_path / "tiny-imagenet-200")
+
+
+def test_tinyimagenet_inclusive_corners_become_exclusive_ends_clipped_to_the_image():
+    assert exclusive_box(["10", "5", "20", "30"]) == (10, 5, 21, 31)
+    assert exclusive_box(["0", "0", "63", "63"]) == (0, 0, 64, 64)
+    assert exclusive_box(["-2", "3", "70", "64"]) == (0, 3, 64, 64)
+    assert exclusive_box(["9", "3", "8", "5"]) == (-1, -1, -1, -1)  # empty box
+
+
+def test_tinyimagenet_labels_boxes_and_masks_read_back(tiny_source):
+    source, expected = tiny_source
+    official = read_tinyimagenet(source)
+    assert set(official) == {"train", "val"}
+    for name, count in (("train", 3 * TINY_PER_CLASS), ("val", 3 * TINY_VAL_PER_CLASS)):
+        split, (labels, inclusive) = official[name], expected[name]
+        assert split.images.shape == (count, 64, 64, 3) and split.images.dtype == np.uint8
+        assert split.class_names == TINY_WNIDS  # wnids.txt order
+        assert split.labels.tolist() == labels.tolist()
+        assert split.boxes.tolist() == np.column_stack([inclusive[:, :2], inclusive[:, 2:] + 1]).tolist()
+        for (x0, y0, x1, y1), mask in zip(split.boxes, split.masks):
+            assert mask[y0:y1, x0:x1].all() and mask.sum() == (x1 - x0) * (y1 - y0)
+    assert official["train"].labels.tolist()[:TINY_PER_CLASS + 1] == [0] * TINY_PER_CLASS + [1]
+    assert official["train"].boxes[:2].tolist() == [[0, 0, 64, 64], [10, 5, 21, 31]]
+    assert official["val"].labels[:3].tolist() == [1, 0, 2]  # val labels come from val_annotations.txt
+
+
+def test_tinyimagenet_greyscale_jpegs_become_rgb(tiny_source):
+    source, expected = tiny_source
+    official = read_tinyimagenet(source)
+    assert len(expected["grey"]) == 4
+    for (name, index), pixels in expected["grey"].items():
+        assert pixels.shape == (64, 64) and pixels.std() > 50
+        assert np.array_equal(official[name].images[index], np.repeat(pixels[..., None], 3, axis=2))
+    colour = official["train"].images[0].astype(int)
+    assert np.abs(colour[..., 0] - colour[..., 1]).mean() > 20  # the other images keep their colours
+
+
+def test_tinyimagenet_kind_carves_val_from_train_and_tests_on_official_val(tiny_source):
+    source, _ = tiny_source
+    official = read_tinyimagenet(source)
+    dataset = {"name": "tiny", "kind": "tinyimagenet", "image_size": 64, "seed": 1, "tinyimagenet": {"val_size": 5}}
+    if source.is_dir():
+        dataset["tinyimagenet"]["root"], archive = str(source), None
+    else:
+        archive = str(source)
+    splits = dataset_kind("tinyimagenet").build_splits(dataset, archive)
+    assert set(splits) == {"train", "val", "test"}
+    assert (len(splits["train"]), len(splits["val"])) == (3 * TINY_PER_CLASS - 5, 5)
+    position = {image.tobytes(): i for i, image in enumerate(official["train"].images)}
+    carved = {name: [position[image.tobytes()] for image in splits[name].images] for name in ("train", "val")}
+    assert sorted(carved["train"] + carved["val"]) == list(range(3 * TINY_PER_CLASS))  # disjoint, complete
+    for name, index in carved.items():  # labels, boxes and masks travel with their images
+        assert splits[name].labels.tolist() == official["train"].labels[index].tolist()
+        assert np.array_equal(splits[name].boxes, official["train"].boxes[index])
+        assert np.array_equal(splits[name].masks, official["train"].masks[index])
+    other_seed = dataset_kind("tinyimagenet").build_splits({**dataset, "seed": 2}, archive)
+    assert not np.array_equal(other_seed["val"].images, splits["val"].images)
+    for field in ("images", "labels", "boxes", "masks"):
+        assert np.array_equal(getattr(splits["test"], field), getattr(official["val"], field))
+
+
+def test_tinyimagenet_kind_refuses_other_image_sizes(tmp_path):
+    dataset = {"name": "tiny", "kind": "tinyimagenet", "image_size": 32, "tinyimagenet": {"root": str(tmp_path)}}
+    with pytest.raises(ConfigError, match="64x64 images: set dataset.image_size to 64, got 32"):
+        dataset_kind("tinyimagenet").build_splits(dataset, None)
+
+
+def test_tinyimagenet_zip_without_wnids_is_named(tmp_path):
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("something/else.txt", "x")
+    with pytest.raises(FileNotFoundError, match="no wnids.txt"):
+        read_tinyimagenet(tmp_path / "other.zip")
+
+
+def test_tinyimagenet_zip_downloads_through_file_url_with_its_md5(tmp_path):
+    source = tmp_path / "tiny-imagenet-200.zip"
+    make_tinyimagenet_zip(source)
+    dataset = {"name": "tiny", "kind": "tinyimagenet",
+               "tinyimagenet": {"url": source.as_uri(), "md5": file_digest(source, "md5")}}
+    archive = dataset_kind("tinyimagenet").archive(dataset)
+    out = download(archive["url"], tmp_path / "out" / "archive.tar.gz", sha256=archive["sha256"], md5=archive["md5"])
+    assert out.read_bytes() == source.read_bytes() and len(read_tinyimagenet(out)["val"]) == 3 * TINY_VAL_PER_CLASS
+    with pytest.raises(ValueError, match="md5"):
+        download(archive["url"], tmp_path / "bad" / "archive.tar.gz", md5="0" * 32)
+    assert list((tmp_path / "bad").iterdir()) == []

@@ -6,6 +6,7 @@ let tests and the package resolve a model's full settings exactly as the workflo
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import jsonschema
@@ -13,9 +14,12 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-NUM_CLASSES = {"builtin": 10, "cifar10": 10}
 ADVERSARIAL_ALGORITHMS = ("adversarial", "advprop")
 CURRICULUM_KEYS = ("clean_epochs", "eps_ramp_epochs")  # training keys that only adversarial models use
+#: defaults of an explainer model's ``explainer`` block (Zeng et al. 2021: lambda 0.35, L2 loss, joint)
+EXPLAINER_DEFAULTS = {"alignment": "robust", "lambda": 0.35, "loss": "l2", "freeze_backbone": False, "branch": {}}
+#: the training algorithms a twin of each alignment may have (robust: adversarially trained)
+TWIN_ALGORITHMS = {"robust": ("adversarial",), "standard": ("vanilla",)}
 
 
 class ConfigError(ValueError):
@@ -38,18 +42,14 @@ def load_config(path: str | Path) -> dict:
 
 
 def split_names(dataset: dict) -> dict[str, list[str]]:
-    """Split names of a dataset config: {"train": [...], "eval": ["test"], "ood": [...]}.
+    """Split names of a dataset config by role: {"fit": [...], "test": ["test"], "ood": [...]}.
 
-    Built-in: train/val/test + ood_background + ood_corruption. CIFAR-10: train/val/test +
-    ood_corruption. ImageFolder: the configured folders + ood_corruption (built from test).
+    The dataset's kind decides (``robustxai.data.kinds``), e.g. built-in: train/val/test +
+    ood_background + ood_corruption; ImageFolder: the configured folders + ood_corruption.
     """
-    kind = dataset["kind"]
-    if kind == "builtin":
-        return {"fit": ["train", "val"], "test": ["test"], "ood": ["ood_background", "ood_corruption"]}
-    if kind == "cifar10":
-        return {"fit": ["train", "val"], "test": ["test"], "ood": ["ood_corruption"]}
-    folders = dataset["imagefolder"]["splits"]
-    return {"fit": [s for s in ("train", "val") if s in folders], "test": ["test"], "ood": ["ood_corruption"]}
+    from robustxai.data.kinds import dataset_kind  # the kinds import this module
+
+    return dataset_kind(dataset["kind"]).split_names(dataset)
 
 
 def all_split_names(dataset: dict) -> list[str]:
@@ -59,10 +59,10 @@ def all_split_names(dataset: dict) -> list[str]:
 
 
 def num_classes(dataset: dict) -> int:
-    """Number of classes of the configured dataset."""
-    if dataset["kind"] == "imagefolder":
-        return int(dataset["imagefolder"]["num_classes"])
-    return NUM_CLASSES[dataset["kind"]]
+    """Number of classes of the configured dataset (its kind decides, see ``robustxai.data.kinds``)."""
+    from robustxai.data.kinds import dataset_kind  # the kinds import this module
+
+    return dataset_kind(dataset["kind"]).num_classes(dataset)
 
 
 def canonical(value):
@@ -103,9 +103,44 @@ def resolve_model(config: dict, name: str) -> dict:
                 entry["training"].pop(key, None)
         entry.setdefault("mean", list(config["dataset"].get("mean", DEFAULT_MEAN)))
         entry.setdefault("std", list(config["dataset"].get("std", DEFAULT_STD)))
+        if entry["algorithm"] == "explainer":
+            entry["explainer"] = _explainer_settings(config, name, entry)
+            entry["image_size"] = config["dataset"].get("image_size", 32)
+        if entry.get("init_from") is not None and entry["init_from"] not in set(config["models"]) - {name}:
+            raise ConfigError(f"model '{name}': init_from must name another configured model, got {entry['init_from']!r}")
     elif entry["source"] == "file" and not ((entry.get("file") or entry.get("url")) and entry.get("sha256")):
         raise ConfigError(f"model '{name}': source 'file' needs 'file' (or 'url') and its 'sha256'")
+    for key in ("explainer", "init_from"):
+        if key in entry and (entry["source"] != "train" or (key == "explainer" and entry["algorithm"] != "explainer")):
+            raise ConfigError(f"model '{name}': '{key}' is a setting of trained models"
+                              + (" with algorithm: explainer" if key == "explainer" else ""))
     return canonical(entry)
+
+
+def _explainer_settings(config: dict, name: str, entry: dict) -> dict:
+    """An explainer model's ``explainer`` block with defaults, its twin and alignment checked."""
+    settings = {**EXPLAINER_DEFAULTS, **entry.get("explainer", {})}
+    twin, alignment = settings.get("twin"), settings["alignment"]
+    if twin not in set(config["models"]) - {name}:
+        raise ConfigError(f"model '{name}': explainer.twin must name the configured model whose SmoothGrad maps it "
+                          f"learns (its robust twin, or a vanilla model for alignment: standard), got {twin!r}")
+    twin_algorithm = config["models"][twin].get("algorithm", "vanilla")
+    if twin_algorithm not in TWIN_ALGORITHMS[alignment]:
+        raise ConfigError(f"model '{name}': alignment '{alignment}' learns the maps of a {' or '.join(TWIN_ALGORITHMS[alignment])} "
+                          f"model, but twin '{twin}' is {twin_algorithm}")
+    if settings["freeze_backbone"] and not entry.get("init_from"):
+        raise ConfigError(f"model '{name}': explainer.freeze_backbone trains only the branch, on a backbone "
+                          "that must come from another model: set init_from")
+    return settings
+
+
+def algorithm_settings(entry: dict) -> dict:
+    """The training algorithm's own settings of a resolved model entry (``make_algorithm``'s ``settings``):
+    an explainer's weight (lambda), loss and freeze_backbone; nothing for other algorithms."""
+    if entry["algorithm"] != "explainer":
+        return {}
+    explainer = entry["explainer"]
+    return {"weight": explainer["lambda"], "loss": explainer["loss"], "freeze_backbone": explainer["freeze_backbone"]}
 
 
 def models_to_download(config: dict) -> list[str]:
@@ -120,6 +155,11 @@ def models_by_source(config: dict, source: str) -> list[str]:
 
 ATTRIBUTION_DEFAULTS = {"split": "test", "shards": 1, "images_per_shard": 100, "images_per_batch": 32,
                         "target": "predicted", "dtype": "float32"}
+#: keys of an attribution.methods entry that are not the method's own settings
+METHOD_SELECTION_KEYS = ("models",)
+#: the registered method that makes explainer models' target maps, and its name in attribution paths
+ALIGNMENT_METHOD = "alignment_target"
+ALIGNMENT_DEFAULTS = {"images_per_shard": 5000, "images_per_batch": 250, "target": {}}
 
 
 def method_name(key: str, settings: dict) -> str:
@@ -127,35 +167,114 @@ def method_name(key: str, settings: dict) -> str:
     return settings.get("method", key)
 
 
+def method_settings(settings: dict) -> dict:
+    """A method entry without its selection keys (``models``): what its maps depend on."""
+    return {key: value for key, value in settings.items() if key not in METHOD_SELECTION_KEYS}
+
+
+def needed_models(key: str, settings: dict) -> dict[str, str]:
+    """Setting name -> model name of the other models a method entry needs (its class declares which
+    settings name models, e.g. robust_counterpart's 'counterpart'); their checkpoints are inputs of its jobs."""
+    from robustxai.attribution import method_class
+
+    return method_class(method_name(key, settings)).needed_models(method_settings(settings))
+
+
+def split_sizes(dataset: dict) -> dict[str, int]:
+    """Images per split where the dataset kind knows them before the data exist (may be partial)."""
+    from robustxai.data.kinds import dataset_kind
+
+    return dataset_kind(dataset["kind"]).split_sizes(dataset)
+
+
+def resolve_methods(config: dict, methods: dict[str, dict], models: list[str], where: str) -> dict[str, dict]:
+    """Method entries (name -> settings) with each one's ``models`` filled in (default ``models``) and
+    checked: registered methods, configured models, the models their settings name configured and
+    suited to the method (e.g. ``explainer`` needs models with an explainer branch)."""
+    from robustxai.attribution import METHODS, method_class  # torch-heavy import only when methods are configured
+
+    unknown_methods = sorted(key for key, settings in methods.items() if method_name(key, settings) not in METHODS)
+    if unknown_methods:
+        raise ConfigError(f"{where}.methods: unknown {unknown_methods}; known: {sorted(METHODS)} "
+                          "(or name one with 'method:')")
+    resolved = {}
+    for key, settings in methods.items():
+        entry_where = f"{where}.methods.{key}"
+        chosen = settings.get("models", models)
+        if set(chosen) - set(config["models"]):
+            raise ConfigError(f"{entry_where}.models: {sorted(set(chosen) - set(config['models']))} are not configured models")
+        needed = needed_models(key, settings)
+        for setting, other in needed.items():
+            if other not in config["models"]:
+                raise ConfigError(f"{entry_where}: '{setting}' must name a configured model, got {other!r}")
+        try:
+            method_class(method_name(key, settings)).check_models(
+                method_settings(settings), {m: resolve_model(config, m) for m in chosen},
+                {m: resolve_model(config, m) for m in needed.values()})
+        except ValueError as error:
+            raise ConfigError(f"{entry_where}: {error}") from error
+        resolved[key] = {**settings, "models": list(chosen)}
+    return resolved
+
+
+LATENCY_DEFAULTS = {"threads": 1, "repeats": 5, "images": 16, "split": "test"}
+
+
+def resolve_latency(config: dict, attribution: dict | None) -> dict | None:
+    """The latency section: ``models`` (default: the attributed ones), ``methods`` (the attribution
+    methods, each on its models, plus the section's own entries), ``threads``, ``repeats``, ``images``
+    (per batched call) and ``split``; None if absent."""
+    if "latency" not in config:
+        return None
+    section = {**LATENCY_DEFAULTS, **config["latency"]}
+    inherited = attribution["methods"] if attribution is not None else {}
+    section.setdefault("models", list(attribution["models"]) if attribution is not None else list(config["models"]))
+    unknown = sorted(set(section["models"]) - set(config["models"]))
+    if unknown:
+        raise ConfigError(f"config.latency.models: {unknown} are not configured models")
+    own = resolve_methods(config, section.get("methods", {}), section["models"], "config.latency")
+    methods = {key: {**settings, "models": [m for m in settings["models"] if m in section["models"]]}
+               for key, settings in inherited.items()}
+    section["methods"] = {key: settings for key, settings in {**methods, **own}.items() if settings["models"]}
+    if section["split"] not in all_split_names(config["dataset"]):
+        raise ConfigError(f"config.latency.split: '{section['split']}' is not one of {all_split_names(config['dataset'])}")
+    return canonical(section)
+
+
 def resolve_attribution(config: dict) -> dict | None:
-    """The attribution section with defaults filled in and its names checked, or None if absent."""
+    """The attribution section with defaults filled in and its names checked, or None if absent. Each
+    method's ``models`` default to the section's; the section's ``models`` become every model some
+    method explains."""
     if "attribution" not in config:
         return None
-    from robustxai.attribution import METHODS  # torch-heavy import only when attribution is configured
-
     section = {**ATTRIBUTION_DEFAULTS, **config["attribution"]}
     section.setdefault("models", list(config["models"]))
-    unknown_methods = sorted(key for key, settings in section["methods"].items()
-                             if method_name(key, settings) not in METHODS)
-    if unknown_methods:
-        raise ConfigError(f"config.attribution.methods: unknown {unknown_methods}; known: {sorted(METHODS)} "
-                          "(or name one with 'method:')")
-    for key, settings in section["methods"].items():
-        if method_name(key, settings) == "robust_counterpart" and settings.get("counterpart") not in config["models"]:
-            raise ConfigError(f"config.attribution.methods.{key}: 'counterpart' must name a configured model, "
-                              f"got {settings.get('counterpart')!r}")
     unknown_models = sorted(set(section["models"]) - set(config["models"]))
     if unknown_models:
         raise ConfigError(f"config.attribution.models: {unknown_models} are not configured models")
+    if ALIGNMENT_METHOD in section["methods"]:
+        raise ConfigError(f"config.attribution.methods: '{ALIGNMENT_METHOD}' names explainer targets (the "
+                          "alignment section); give the method another name")
+    section["methods"] = resolve_methods(config, section["methods"], section["models"], "config.attribution")
+    # every explained model: the section's (each method's default), then those only some methods name
+    section["models"] = list(dict.fromkeys([*section["models"], *(model for settings in section["methods"].values()
+                                                                   for model in settings["models"])]))
     if section["split"] not in all_split_names(config["dataset"]):
         raise ConfigError(f"config.attribution.split: '{section['split']}' is not one of "
                           f"{all_split_names(config['dataset'])}")
     return canonical(section)
 
 
+#: keys of a metrics entry that select its jobs (which (model, method) pairs it scores) rather than
+#: configure the metric; the jobs do not depend on them
+METRIC_SELECTION_KEYS = ("methods", "models", "pairs")
+
+
 def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
-    """The metrics section (name -> settings) with each metric's ``methods`` and ``models`` filled in
-    (default: every attributed method and model) and its names checked, or None if absent."""
+    """The metrics section (name -> settings) with each metric's ``metric`` (the registered metric: its
+    ``metric`` key, else its name), ``methods`` and ``models`` filled in (default: every attributed
+    method and model), and ``pairs``, the [model, method] pairs it scores (those of its models and
+    methods that are attributed), its names checked; None if absent."""
     if "metrics" not in config:
         return None
     if attribution is None:
@@ -164,17 +283,66 @@ def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
 
     resolved = {}
     for name, settings in config["metrics"].items():
-        if name not in METRICS:
-            raise ConfigError(f"config.metrics: unknown metric '{name}'; known: {sorted(METRICS)}")
-        entry = {"methods": list(attribution["methods"]), "models": list(attribution["models"]), **settings}
+        registered = settings.get("metric", name)
+        if registered not in METRICS:
+            raise ConfigError(f"config.metrics: unknown metric '{registered}'; known: {sorted(METRICS)} "
+                              "(or name one with 'metric:')")
+        entry = {"methods": list(attribution["methods"]), "models": list(attribution["models"]), **settings,
+                 "metric": registered}
         for key, known in (("methods", attribution["methods"]), ("models", attribution["models"])):
             unknown = sorted(set(entry[key]) - set(known))
             if unknown:
                 raise ConfigError(f"config.metrics.{name}.{key}: {unknown} are not attributed {key}")
-        counterparts = sorted(m for m in entry["methods"]
-                              if method_name(m, attribution["methods"][m]) == "robust_counterpart")
-        if counterparts and metric_class(name).needs_method:
-            raise ConfigError(f"config.metrics.{name}.methods: {counterparts} take maps from another model, "
-                              f"which {name} cannot recompute on a randomised one; leave them out")
+        borrowed = sorted(m for m in entry["methods"] if needed_models(m, attribution["methods"][m]))
+        if borrowed and metric_class(registered).needs_method:
+            raise ConfigError(f"config.metrics.{name}.methods: {borrowed} take maps from another model, "
+                              f"which {registered} cannot recompute on a randomised one; leave them out")
+        entry["pairs"] = [[model, method] for method in entry["methods"] for model in entry["models"]
+                          if model in attribution["methods"][method]["models"]]
         resolved[name] = entry
     return canonical(resolved)
+
+
+def explainer_twins(config: dict) -> list[str]:
+    """The models whose alignment targets trained explainer models learn (their ``explainer.twin``)."""
+    return sorted({resolve_model(config, name)["explainer"]["twin"] for name in models_by_source(config, "train")
+                   if config["models"][name].get("algorithm") == "explainer"})
+
+
+def resolve_alignment(config: dict) -> dict | None:
+    """The alignment section (how explainer models' target maps are made: ``target``, the
+    alignment_target method's settings; ``images_per_shard``, ``images_per_batch``, ``shards`` over the
+    train split; ``twins``, the models they are made with), or None when no model is an explainer.
+    ``shards`` defaults to covering the train split where its size is known before the data exist."""
+    twins = explainer_twins(config)
+    if not twins:
+        return None
+    section = {**ALIGNMENT_DEFAULTS, **config.get("alignment", {}), "twins": twins}
+    if "shards" not in section:
+        train_size = split_sizes(config["dataset"]).get("train")
+        if train_size is None:
+            raise ConfigError(f"config.alignment.shards: the size of the train split of dataset kind "
+                              f"'{config['dataset']['kind']}' is not known before it is read; set how many shards "
+                              f"of images_per_shard = {section['images_per_shard']} images cover it")
+        section["shards"] = max(1, math.ceil(train_size / section["images_per_shard"]))
+    return canonical(section)
+
+
+def attribution_jobs(attribution: dict | None, alignment: dict | None) -> dict[str, dict]:
+    """Every kind of attribution job, keyed "<split>/<method>": the split, method (config name),
+    settings (what the maps depend on), models, shards, images_per_shard, images_per_batch, target
+    (predicted or label) and dtype. The attribution section gives one per method; explainer models'
+    targets one more (``alignment_target`` on the train split of the twins, explaining the label)."""
+    jobs = {}
+    if attribution is not None:
+        common = {key: attribution[key] for key in ("shards", "images_per_shard", "images_per_batch", "target", "dtype")}
+        for method, settings in attribution["methods"].items():
+            jobs[f"{attribution['split']}/{method}"] = {"split": attribution["split"], "method": method,
+                                                         "settings": method_settings(settings),
+                                                         "models": settings["models"], **common}
+    if alignment is not None:
+        jobs[f"train/{ALIGNMENT_METHOD}"] = {
+            "split": "train", "method": ALIGNMENT_METHOD, "settings": alignment["target"], "models": alignment["twins"],
+            "shards": alignment["shards"], "images_per_shard": alignment["images_per_shard"],
+            "images_per_batch": alignment["images_per_batch"], "target": "label", "dtype": "float32"}
+    return canonical(jobs)

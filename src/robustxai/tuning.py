@@ -24,7 +24,8 @@ LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 _cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _synchronise(device: torch.device) -> None:
+def synchronise(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously; a no-op elsewhere)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -61,12 +62,12 @@ def seconds_per_image(model: nn.Module, image_shape: tuple[int, ...], kind: str,
     one_pass()
     best = float("inf")
     for _ in range(repeats):
-        _synchronise(device)
+        synchronise(device)
         started, passes = time.perf_counter(), 0
         while passes == 0 or time.perf_counter() - started < min_seconds:
             one_pass()
             passes += 1
-            _synchronise(device)
+            synchronise(device)
         best = min(best, (time.perf_counter() - started) / passes)
     return best / batch_size
 

@@ -7,7 +7,7 @@ localrules:
 
 rule aggregate_models:
     input:
-        expand(f"{R}/evaluation/{{model}}.json", model=MODELS),
+        [evaluation_path(model) for model in MODELS],
     output:
         table=report(f"{R}/tables/models.csv", caption="../report/models.rst", category="1. Models"),
         plot=report(f"{R}/plots/accuracy.png", caption="../report/accuracy.rst", category="1. Models"),
@@ -69,7 +69,7 @@ if METRICS is not None:
                                      category="4. Rankings and comparisons"),
             model_scores=f"{R}/tables/model_scores.csv",
         params:
-            metrics=list(METRICS),
+            metrics=scored_metric_classes(),
             seed=AGGREGATION["seed"],
         log:
             f"{R}/logs/aggregate/analyse.log",
@@ -107,7 +107,7 @@ if METRICS is not None:
         output:
             **summary_plot_outputs(),
         params:
-            metrics=list(METRICS),
+            metrics=scored_metric_classes(),
         log:
             f"{R}/logs/aggregate/plots.log",
         conda:
@@ -117,7 +117,8 @@ if METRICS is not None:
 
     rule map_grid:
         input:
-            shards=lambda wildcards: [shard_paths(wildcards.model, method)[0] for method in ATTRIBUTION["methods"]],
+            shards=lambda wildcards: [shard_paths(ATTRIBUTION["split"], wildcards.model, method)[0]
+                                      for method in methods_of(wildcards.model)],
             split=split_path(ATTRIBUTION["split"]),
         output:
             png=report(f"{R}/plots/maps/{{model}}.png", caption="../report/map_grid.rst", category="5. Maps",
@@ -126,7 +127,7 @@ if METRICS is not None:
         wildcard_constraints:
             model=names_regex(ATTRIBUTION["models"]),
         params:
-            methods=list(ATTRIBUTION["methods"]),
+            methods=lambda wildcards: methods_of(wildcards.model),
             images=AGGREGATION["grid_images"],
         log:
             f"{R}/logs/aggregate/maps/{{model}}.log",

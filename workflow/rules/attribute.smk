@@ -1,35 +1,37 @@
-# One job per (model, method, shard); a method's jobs depend only on its own settings (and, for
-# robust_counterpart, on the counterpart's checkpoint), so adding or changing a method adds or reruns
-# only that method's jobs.
-if ATTRIBUTION is not None:
-
-    rule attribute:
-        input:
-            checkpoint=f"{R}/models/{{model}}.pt",
-            split=split_path(ATTRIBUTION["split"]),
-            counterpart=counterpart_checkpoint,
-        output:
-            f"{R}/attributions/{DATASET['name']}/{{model}}/{{method}}/shard-{{shard}}.h5",
-        wildcard_constraints:
-            method=names_regex(list(ATTRIBUTION["methods"])),
-            shard=r"\d+",
-        params:
-            settings=lambda wildcards: ATTRIBUTION["methods"][wildcards.method],
-            images_per_shard=ATTRIBUTION["images_per_shard"],
-            images_per_batch=ATTRIBUTION["images_per_batch"],
-            target=ATTRIBUTION["target"],
-            dtype=ATTRIBUTION["dtype"],
-            gpu_usage=gpu_usage_file("attribute/{model}/{method}/shard-{shard}"),
-        log:
-            f"{R}/logs/attribute/{{model}}/{{method}}/shard-{{shard}}.log",
-        benchmark:
-            benchmark_file("attribute/{model}/{method}/shard-{shard}")
-        threads: job_resources("attribute", "threads", 1)
-        resources:
-            gpu=job_resources("attribute", "gpu", 1),
-            mem_mb=job_resources("attribute", "mem_mb", 4000),
-            runtime=job_resources("attribute", "runtime", 60),
-        conda:
-            ENV
-        script:
-            "../scripts/attribute_shard.py"
+# One job per (split, model, method, shard): the attribution section's maps (its split) and the
+# target maps of explainer models (alignment_target on the train split of their twins). A method's
+# jobs depend only on its own settings and on the checkpoints of the models it runs (the explained
+# one and any its settings name, e.g. robust_counterpart's counterpart), so adding or changing a
+# method adds or reruns only that method's jobs.
+rule attribute:
+    input:
+        checkpoint=checkpoint_path(),
+        split=lambda wildcards: split_path(wildcards.split),
+        needed=lambda wildcards: list(needed_checkpoints(wildcards).values()),
+    output:
+        shard_path(),
+    wildcard_constraints:
+        split=names_regex(sorted({job["split"] for job in ATTRIBUTION_JOBS.values()})),
+        method=names_regex(sorted({job["method"] for job in ATTRIBUTION_JOBS.values()})),
+        shard=r"\d+",
+    params:
+        settings=lambda wildcards: attribution_job(wildcards)["settings"],
+        images_per_shard=lambda wildcards: attribution_job(wildcards)["images_per_shard"],
+        images_per_batch=lambda wildcards: attribution_job(wildcards)["images_per_batch"],
+        target=lambda wildcards: attribution_job(wildcards)["target"],
+        dtype=lambda wildcards: attribution_job(wildcards)["dtype"],
+        needed=lambda wildcards: list(needed_checkpoints(wildcards)),
+        gpu_usage=gpu_usage_file("attribute/{split}/{model}/{method}/shard-{shard}"),
+    log:
+        f"{R}/logs/attribute/{{split}}/{{model}}/{{method}}/shard-{{shard}}.log",
+    benchmark:
+        benchmark_file("attribute/{split}/{model}/{method}/shard-{shard}")
+    threads: job_resources("attribute", "threads", 1)
+    resources:
+        gpu=job_resources("attribute", "gpu", 1),
+        mem_mb=job_resources("attribute", "mem_mb", 4000),
+        runtime=job_resources("attribute", "runtime", 60),
+    conda:
+        ENV
+    script:
+        "../scripts/attribute_shard.py"

@@ -13,12 +13,16 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 from robustxai.config import (
+    METRIC_SELECTION_KEYS,
     all_split_names,
+    attribution_jobs,
     canonical,
-    method_name,
+    needed_models,
     models_by_source,
     models_to_download,
+    resolve_alignment,
     resolve_attribution,
+    resolve_latency,
     resolve_metrics,
     resolve_model,
     split_names,
@@ -37,14 +41,46 @@ MODELS = list(config["models"])
 EVALUATION = canonical(config.get("evaluation", {}))
 ATTRIBUTION = resolve_attribution(config)  # None when the config has no attribution section
 METRICS = resolve_metrics(config, ATTRIBUTION)  # None when the config has no metrics section
+ALIGNMENT = resolve_alignment(config)  # None when no model is an explainer
+LATENCY = resolve_latency(config, ATTRIBUTION)  # None when the config has no latency section
+ATTRIBUTION_JOBS = attribution_jobs(ATTRIBUTION, ALIGNMENT)  # "<split>/<method>" -> what its shard jobs do
 AGGREGATION = {"resamples": 1000, "seed": 0, "grid_images": 6, **config.get("aggregation", {})}
 ENV = "../../envs/robustxai.yaml"
-ARCHIVE = f"{R}/downloads/{DATASET['name']}/archive.tar.gz"  # kinds that need a download (CIFAR-10)
 
 
 def split_path(split):
     """Path of one prepared split file of the configured dataset."""
     return f"{R}/data/{DATASET['name']}/{split}.npz"
+
+
+def checkpoint_path(model="{model}"):
+    """A model's checkpoint (the wildcard pattern by default)."""
+    return f"{R}/models/{model}.pt"
+
+
+def evaluation_path(model="{model}"):
+    """A model's evaluation row (JSON)."""
+    return f"{R}/evaluation/{model}.json"
+
+
+def shard_path(split="{split}", model="{model}", method="{method}", shard="{shard}"):
+    """One attribution shard: maps of one method for one model on one shard of one split."""
+    return f"{R}/attributions/{DATASET['name']}/{split}/{model}/{method}/shard-{shard}.h5"
+
+
+def shard_paths(split, model, method):
+    """Every attribution shard of one (split, model, method)."""
+    return [shard_path(split, model, method, k) for k in range(ATTRIBUTION_JOBS[f"{split}/{method}"]["shards"])]
+
+
+def metric_path(model="{model}", method="{method}", metric="{metric}"):
+    """One per-image metric table of one model's maps of one method."""
+    return f"{R}/metrics/{DATASET['name']}/{model}/{method}/{metric}.parquet"
+
+
+def latency_path(model="{model}"):
+    """One model's latency rows (CSV)."""
+    return f"{R}/latency/{model}.csv"
 
 
 def names_regex(names):
@@ -80,65 +116,74 @@ def job_resources(stage, key, default):
 
 
 def attribution_outputs():
-    """Every attribution shard the config asks for (none without an attribution section)."""
-    if ATTRIBUTION is None:
-        return []
-    return expand(
-        f"{R}/attributions/{DATASET['name']}/{{model}}/{{method}}/shard-{{shard}}.h5",
-        model=ATTRIBUTION["models"],
-        method=list(ATTRIBUTION["methods"]),
-        shard=range(ATTRIBUTION["shards"]),
-    )
+    """Every attribution shard the config asks for: the attribution section's and explainer targets'."""
+    return [path for job in ATTRIBUTION_JOBS.values() for model in job["models"]
+            for path in shard_paths(job["split"], model, job["method"])]
 
 
-def counterpart_checkpoint(wildcards):
-    """The other model's checkpoint a robust_counterpart method needs (none for other methods)."""
-    settings = ATTRIBUTION["methods"][wildcards.method]
-    if method_name(wildcards.method, settings) != "robust_counterpart":
-        return []
-    return [f"{R}/models/{settings['counterpart']}.pt"]
+def attribution_job(wildcards):
+    """What the shard jobs of one (split, method) do (``robustxai.config.attribution_jobs``)."""
+    return ATTRIBUTION_JOBS[f"{wildcards.split}/{wildcards.method}"]
 
 
-def shard_paths(model, method):
-    """Every attribution shard of one (model, method)."""
-    return expand(f"{R}/attributions/{DATASET['name']}/{model}/{method}/shard-{{shard}}.h5",
-                  shard=range(ATTRIBUTION["shards"]))
+def needed_checkpoints(wildcards):
+    """Setting name -> checkpoint of the other models the method of an attribution job needs (e.g.
+    robust_counterpart's counterpart); none for most methods."""
+    job = attribution_job(wildcards)
+    return {key: checkpoint_path(model) for key, model in needed_models(job["method"], job["settings"]).items()}
+
+
+def methods_of(model):
+    """The attribution section's methods that explain ``model``, in config order."""
+    return [method for method, settings in ATTRIBUTION["methods"].items() if model in settings["models"]]
 
 
 def metric_outputs():
     """Every per-image metric table the config asks for (none without a metrics section)."""
-    if METRICS is None:
-        return []
-    return [f"{R}/metrics/{DATASET['name']}/{model}/{method}/{metric}.parquet"
-            for metric, settings in METRICS.items() for model in settings["models"] for method in settings["methods"]]
+    return [table["path"] for table in metric_tables()]
+
+
+def registered_metric(wildcards):
+    """The registered metric class of a metric job (config entries may name one with 'metric:')."""
+    from robustxai.metrics import metric_class
+
+    return metric_class(METRICS[wildcards.metric]["metric"])
+
+
+def metric_settings(wildcards):
+    """A metric's settings without the keys that only select its jobs (what its tables depend on)."""
+    return {key: value for key, value in METRICS[wildcards.metric].items() if key not in METRIC_SELECTION_KEYS}
 
 
 def metric_checkpoint(wildcards):
     """The model's checkpoint when the metric runs the model (none for localisation metrics)."""
-    from robustxai.metrics import metric_class
-
-    return [f"{R}/models/{wildcards.model}.pt"] if metric_class(wildcards.metric).needs_model else []
+    return [checkpoint_path(wildcards.model)] if registered_metric(wildcards).needs_model else []
 
 
 def metric_method_settings(wildcards):
     """The method's settings when the metric recomputes maps (sanity checks), else None."""
-    from robustxai.metrics import metric_class
-
-    return ATTRIBUTION["methods"][wildcards.method] if metric_class(wildcards.metric).needs_method else None
+    if not registered_metric(wildcards).needs_method:
+        return None
+    return ATTRIBUTION_JOBS[f"{ATTRIBUTION['split']}/{wildcards.method}"]["settings"]
 
 
 def metric_gpus(wildcards):
     """GPUs of a metric job: the stage's setting when it runs the model, else 0."""
-    from robustxai.metrics import metric_class
-
-    return job_resources("metrics", "gpu", 1) if metric_class(wildcards.metric).needs_model else 0
+    return job_resources("metrics", "gpu", 1) if registered_metric(wildcards).needs_model else 0
 
 
 def metric_tables():
-    """Every per-image metric table as {model, method, metric, path}, in metric_outputs() order."""
-    return [{"model": model, "method": method, "metric": metric,
-             "path": f"{R}/metrics/{DATASET['name']}/{model}/{method}/{metric}.parquet"}
-            for metric, settings in METRICS.items() for model in settings["models"] for method in settings["methods"]]
+    """Every per-image metric table as {model, method, metric, path}: each metric's (model, method) pairs."""
+    if METRICS is None:
+        return []
+    return [{"model": model, "method": method, "metric": metric, "path": metric_path(model, method, metric)}
+            for metric, settings in METRICS.items() for model, method in settings["pairs"]]
+
+
+def scored_metric_classes():
+    """The registered metrics the metrics section uses, once each (what the aggregation's score
+    directions and columns come from)."""
+    return sorted({settings["metric"] for settings in METRICS.values()})
 
 
 def run_summary():
@@ -176,6 +221,30 @@ def aggregation_outputs():
             *[f"{R}/plots/{plot}.png" for plot in SUMMARY_PLOTS
               if plot != "sanity" or "sanity_randomisation" in METRICS],
             *expand(f"{R}/plots/maps/{{model}}.png", model=ATTRIBUTION["models"])]
+
+
+def latency_outputs():
+    """The latency table and plot (none without a latency section)."""
+    return [] if LATENCY is None else [f"{R}/tables/latency.csv", f"{R}/plots/latency.png"]
+
+
+def latency_checkpoints(wildcards):
+    """Setting name -> checkpoint of every other model a latency job's methods need, per method
+    (flattened as "<method>:<setting>" keys)."""
+    return {f"{method}:{key}": checkpoint_path(other) for method, settings in LATENCY["methods"].items()
+            if wildcards.model in settings["models"] for key, other in needed_models(method, settings).items()}
+
+
+def training_inputs(wildcards):
+    """Extra inputs of a model's training: the target shards an explainer learns (its twin's
+    alignment_target maps of the train split) and the checkpoint of the model it starts from (init_from)."""
+    entry = model_entry(wildcards)
+    inputs = {}
+    if entry["algorithm"] == "explainer":
+        inputs["targets"] = shard_paths("train", entry["explainer"]["twin"], "alignment_target")
+    if entry.get("init_from"):
+        inputs["init"] = checkpoint_path(entry["init_from"])
+    return inputs
 
 
 def scored_methods():

@@ -1,10 +1,10 @@
 rule evaluate_model:
     input:
-        checkpoint=f"{R}/models/{{model}}.pt",
+        checkpoint=checkpoint_path(),
         test=split_path("test"),
         ood=[split_path(split) for split in SPLITS["ood"]],
     output:
-        f"{R}/evaluation/{{model}}.json",
+        evaluation_path(),
     params:
         ood_splits=SPLITS["ood"],
         settings=EVALUATION,

@@ -6,16 +6,17 @@ if METRICS is not None:
 
     rule metric:
         input:
-            shards=lambda wildcards: shard_paths(wildcards.model, wildcards.method),
+            shards=lambda wildcards: shard_paths(ATTRIBUTION["split"], wildcards.model, wildcards.method),
             split=split_path(ATTRIBUTION["split"]),
             checkpoint=metric_checkpoint,
         output:
-            f"{R}/metrics/{DATASET['name']}/{{model}}/{{method}}/{{metric}}.parquet",
+            metric_path(),
         wildcard_constraints:
             metric=names_regex(list(METRICS)),
             method=names_regex(list(ATTRIBUTION["methods"])),
         params:
-            settings=lambda wildcards: METRICS[wildcards.metric],
+            metric=lambda wildcards: METRICS[wildcards.metric]["metric"],
+            settings=metric_settings,
             method_settings=metric_method_settings,
             gpu_usage=gpu_usage_file("metrics/{model}/{method}/{metric}"),
         log:

@@ -3,10 +3,11 @@
 
 rule train_model:
     input:
+        unpack(training_inputs),
         train=split_path("train"),
         val=split_path("val"),
     output:
-        checkpoint=f"{R}/models/{{model}}.pt",
+        checkpoint=checkpoint_path(),
         history=f"{R}/models/{{model}}.history.csv",
     wildcard_constraints:
         model=names_regex(models_by_source(config, "train")),
@@ -30,7 +31,7 @@ rule train_model:
 
 rule fetch_timm_model:
     output:
-        checkpoint=f"{R}/models/{{model}}.pt",
+        checkpoint=checkpoint_path(),
         history=f"{R}/models/{{model}}.history.csv",
     wildcard_constraints:
         model=names_regex(models_by_source(config, "timm")),
@@ -64,7 +65,7 @@ rule import_checkpoint:
     input:
         weights=model_weights_file,
     output:
-        checkpoint=f"{R}/models/{{model}}.pt",
+        checkpoint=checkpoint_path(),
         history=f"{R}/models/{{model}}.history.csv",
     wildcard_constraints:
         model=names_regex(models_by_source(config, "file")),

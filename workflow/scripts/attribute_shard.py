@@ -8,4 +8,4 @@ with job_logging(snakemake.log[0], snakemake.threads, snakemake.params.gpu_usage
     attribute_shard_job(snakemake.input.checkpoint, snakemake.input.split, snakemake.wildcards.method,
                         params.settings, int(snakemake.wildcards.shard), params.images_per_shard,
                         params.images_per_batch, snakemake.output[0], target=params.target, dtype=params.dtype,
-                        counterpart_path=snakemake.input.counterpart[0] if snakemake.input.counterpart else None)
+                        model_paths=dict(zip(params.needed, snakemake.input.needed)))

@@ -4,7 +4,7 @@ from robustxai.workflow_io import job_logging
 
 snakemake = globals()["snakemake"]
 with job_logging(snakemake.log[0], snakemake.threads, snakemake.params.gpu_usage):
-    metric_job(snakemake.wildcards.metric, snakemake.params.settings, list(snakemake.input.shards),
+    metric_job(snakemake.params.metric, snakemake.params.settings, list(snakemake.input.shards),
                snakemake.input.split, snakemake.output[0],
                checkpoint_path=snakemake.input.checkpoint[0] if snakemake.input.checkpoint else None,
                method_name=snakemake.wildcards.method, method_settings=snakemake.params.method_settings)

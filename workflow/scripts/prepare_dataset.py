@@ -1,4 +1,4 @@
-"""Write every split of the configured dataset (built-in generator, CIFAR-10 archive or ImageFolder)."""
+"""Write every split of the configured dataset (its kind in robustxai.data.kinds builds them)."""
 from robustxai.pipeline.datasets import prepare_dataset
 from robustxai.workflow_io import job_logging
 

@@ -16,7 +16,7 @@ from robustxai.aggregation.tables import score_means
 
 #: model-level criteria correlated with explainability across models, when present
 MODEL_CRITERIA = ("clean_accuracy", "ood_accuracy", "confidence_mean")
-#: the training algorithms compared, in this order
+#: the training algorithms compared, in this order (others, e.g. explainer, follow in the order seen)
 ALGORITHMS = ("vanilla", "adversarial", "advprop")
 COMPARISON_COLUMNS = ["family", "column", "group_a", "group_b", "mean_a", "mean_b", "mean_difference", "statistic",
                       "p_value", "n", "better"]
@@ -114,8 +114,8 @@ def ranking_agreement(explainability: pd.DataFrame, scores: dict[str, bool]) -> 
 def group_comparisons(long: pd.DataFrame, models: pd.DataFrame, scores: dict[str, bool],
                       families: dict[str, str]) -> pd.DataFrame:
     """Training algorithms compared per method family and score column, paired by (architecture,
-    method, image): every pair of algorithms present (vanilla, adversarial, advprop); models of the
-    same (architecture, algorithm) are averaged per image first. Rows: family, column, group_a,
+    method, image): every pair of algorithms present (vanilla, adversarial, advprop, then any other);
+    models of the same (architecture, algorithm) are averaged per image first. Rows: family, column, group_a,
     group_b, n (pairs), mean_a, mean_b, mean_difference (b - a), statistic, p_value (Wilcoxon
     signed-rank), better ("a", "b" or "neither" at p < 0.05, by the column's direction)."""
     values = long[long["column"].isin(list(scores))].join(models.set_index("model")[["arch", "algorithm"]],
@@ -124,7 +124,7 @@ def group_comparisons(long: pd.DataFrame, models: pd.DataFrame, scores: dict[str
     values = values[~values["family"].isin(EXCLUDED_FAMILIES)]
     cells = values.groupby(["family", "column", "arch", "method", "image", "algorithm"], sort=False)["value"].mean()
     wide = cells.unstack("algorithm")
-    present = [a for a in ALGORITHMS if a in wide.columns]
+    present = [a for a in ALGORITHMS if a in wide.columns] + [a for a in wide.columns if a not in ALGORITHMS]
     rows = []
     for (family, column), group in wide.groupby(level=["family", "column"], sort=False):
         for a, b in itertools.combinations(present, 2):

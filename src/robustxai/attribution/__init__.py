@@ -26,6 +26,8 @@ METHODS: dict[str, str] = {
     "lime": "lime:LIME",
     "meaningful_perturbation": "meaningful:MeaningfulPerturbation",
     "robust_counterpart": "counterpart:RobustCounterpart",
+    "explainer": "explainer:LearnedExplainer",
+    "alignment_target": "targets:AlignmentTarget",
     "bsm": "boundary:BoundarySaliency",
     "big": "boundary:BoundaryIntegratedGradients",
     "random": "perturbation:RandomMap",

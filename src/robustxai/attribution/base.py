@@ -27,8 +27,11 @@ class AttributionMethod:
     channel_rule = "sum over channels"
     #: the kind of model pass the method repeats: "forward" or "gradient" (forward + input gradient)
     pass_kind = "gradient"
-    #: the study's method family: "gradient", "perturbation", "cam", "boundary" or "baseline"
+    #: the study's method family: "gradient", "perturbation", "cam", "boundary", "learned" or "baseline"
     family = ""
+    #: settings that name other configured models the method runs (their checkpoints become inputs
+    #: of its jobs, which load them and ``bind_models``), e.g. robust_counterpart's "counterpart"
+    model_settings: tuple[str, ...] = ()
 
     def __init__(self, batch_size: int | str = 256) -> None:
         if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
@@ -46,6 +49,29 @@ class AttributionMethod:
     def compute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The method itself: ``explain`` with an integer ``batch_size``."""
         raise NotImplementedError
+
+    @classmethod
+    def needed_models(cls, settings: dict) -> dict[str, str]:
+        """Setting name -> model name of the other models these ``settings`` make the method run."""
+        return {key: settings[key] for key in cls.model_settings if settings.get(key)}
+
+    @classmethod
+    def check_models(cls, settings: dict, explained: dict[str, dict], needed: dict[str, dict]) -> None:
+        """Raise ValueError when the method cannot run with these ``settings`` on the ``explained``
+        models or with the ``needed`` ones (name -> resolved config entry each); every model suits by default."""
+
+    def bind_models(self, models: dict[str, nn.Module]) -> "AttributionMethod":
+        """Use these loaded models (setting name -> model, in eval mode on the images' device; the
+        ``needed_models``) for every later call."""
+        self.bound_models = dict(models)
+        return self
+
+    def bound_model(self, setting: str) -> nn.Module:
+        """The model bound for ``setting``; RuntimeError when the caller has not bound it."""
+        model = getattr(self, "bound_models", {}).get(setting)
+        if model is None:
+            raise RuntimeError(f"{type(self).__name__}: bind the model named by '{setting}' first (bind_models)")
+        return model
 
     def per_image_extras(self) -> dict:
         """Per-image side results of the calls so far (e.g. boundary distances), name -> (N,) array."""

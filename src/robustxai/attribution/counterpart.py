@@ -1,18 +1,19 @@
 """Robust-counterpart attributions (Zeng et al. 2021): the map of one model's prediction taken from
 another model, typically its adversarially trained twin (e.g. SmoothGrad of the robust model).
 
-The counterpart model is bound by the caller (the workflow loads it from its checkpoint); the
-explained model only supplies the targets. The channel rule is the base method's.
+The counterpart model is declared by the ``counterpart`` setting and bound by the caller (the workflow
+loads it from its checkpoint); the explained model only supplies the targets. The channel rule is the
+base method's.
 """
 from __future__ import annotations
-
-from torch import nn
 
 from robustxai.attribution.base import AttributionMethod
 
 
 class RobustCounterpart(AttributionMethod):
     """``base`` (a registered method name, with ``base_settings``) applied to the bound counterpart model."""
+
+    model_settings = ("counterpart",)
 
     def __init__(self, counterpart: str, base: str = "smoothgrad", base_settings: dict | None = None,
                  batch_size: int | str = 256) -> None:
@@ -24,7 +25,6 @@ class RobustCounterpart(AttributionMethod):
         self._base = make_method(base, **{"batch_size": batch_size, **self.base_settings})
         super().__init__(batch_size)  # sets (and checks) the base method's batch size
         self.channel_rule, self.pass_kind, self.family = self._base.channel_rule, self._base.pass_kind, self._base.family
-        self._model: nn.Module | None = None
 
     @property
     def batch_size(self) -> int | str:
@@ -39,15 +39,8 @@ class RobustCounterpart(AttributionMethod):
         """The base method's maps on the counterpart model (which it tunes its batch size on)."""
         return self.compute(model, images, targets)
 
-    def bind(self, counterpart_model: nn.Module) -> "RobustCounterpart":
-        """Use ``counterpart_model`` (in eval mode, on the images' device) for every later call."""
-        self._model = counterpart_model
-        return self
-
     def compute(self, model, images, targets):
-        if self._model is None:
-            raise RuntimeError(f"robust_counterpart: bind the counterpart model '{self.counterpart}' first")
-        return self._base.explain(self._model, images, targets)
+        return self._base.explain(self.bound_model("counterpart"), images, targets)
 
     def per_image_extras(self):
         return self._base.per_image_extras()

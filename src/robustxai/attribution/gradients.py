@@ -96,14 +96,18 @@ class SmoothGrad(AttributionMethod):
         super().__init__(batch_size)
         self.samples, self.noise, self.seed = samples, noise, seed
 
-    def compute(self, model, images, targets):
+    def channel_attributions(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The averaged gradients per channel (N, C, H, W), before the channel rule."""
         generator = torch.Generator().manual_seed(self.seed)
         n, s = len(images), self.samples
         spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(n, 1, 1, 1, 1)
         noise = torch.randn((1, s, *images.shape[1:]), generator=generator, dtype=images.dtype).to(images.device)
         noisy = (images[:, None] + noise * self.noise * spread).flatten(0, 1)
         grads = input_gradients(model, noisy, targets.repeat_interleave(s), self.batch_size)
-        return grads.view(n, s, *images.shape[1:]).mean(1).sum(1)
+        return grads.view(n, s, *images.shape[1:]).mean(1)
+
+    def compute(self, model, images, targets):
+        return self.channel_attributions(model, images, targets).sum(1)
 
 
 class GradientShap(AttributionMethod):

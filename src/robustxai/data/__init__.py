@@ -1,4 +1,5 @@
-"""Datasets: the built-in generator, external loaders, and the split file format."""
+"""Datasets: the built-in generator, external loaders, the split file format, and the registry of
+dataset kinds (``robustxai.data.kinds``)."""
 from robustxai.data.splits import ImageSplit, load_split, save_split
 
 __all__ = ["ImageSplit", "load_split", "save_split"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
-from sklearn.datasets import load_digits
 from tqdm import tqdm
 
 from robustxai.data.corruptions import corrupt_images
@@ -139,6 +138,8 @@ def make_builtin_splits(sizes: dict[str, int], image_size: int = 32, seed: int =
         raise ValueError(f"built-in dataset needs a size for splits {sorted(missing)}")
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
+    from sklearn.datasets import load_digits  # seconds to import: only when generating
+
     digits = load_digits()
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(digits.target))

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported when tensors are asked for, so config-time code does not pay for it
+    import torch
 
 EXTRA_PREFIX = "extra_"
 
@@ -44,8 +47,16 @@ class ImageSplit:
     def __len__(self) -> int:
         return len(self.images)
 
+    def subset(self, index: np.ndarray) -> ImageSplit:
+        """The images at ``index`` (K,) (integer positions), with their labels, boxes, masks and extras."""
+        return ImageSplit(images=self.images[index], labels=self.labels[index], boxes=self.boxes[index],
+                          class_names=self.class_names, masks=None if self.masks is None else self.masks[index],
+                          extras={k: v[index] for k, v in self.extras.items()})
+
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as float (N, 3, H, W) in [0, 1] and labels as int64 (N,)."""
+        import torch
+
         images = torch.from_numpy(self.images).permute(0, 3, 1, 2).float().div_(255.0)
         return images.contiguous(), torch.from_numpy(self.labels).long()
 

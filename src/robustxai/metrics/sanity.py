@@ -1,16 +1,22 @@
-"""Model-randomisation sanity check (Adebayo et al. 2018), cascading from the logits down.
+"""Model-randomisation sanity checks: cascading (Adebayo et al. 2018) and last block (Zeng et al. 2021).
 
-The model's top-level parametrised blocks are re-initialised one after another, last block (the
-classifier) first, each step keeping the earlier randomisations; after each step the method's maps
-are recomputed for the same targets and compared with the original maps. A method that passes the
-check produces maps that become dissimilar quickly. Similarities per image and step:
+``mode: cascading``: the model's top-level parametrised blocks are re-initialised one after another,
+last block (the classifier) first, each step keeping the earlier randomisations; after each step the
+method's maps are recomputed for the same targets and compared with the original maps. A method that
+passes the check produces maps that become dissimilar quickly.
+
+``mode: last_block`` (Zeng et al. Sec. 4.4.5): the weights of every convolution in the last block
+that has convolutions (a ResNet's last residual block, a VGG's last conv) are replaced with zero-mean
+Gaussian noise of the Kaiming std sqrt(2 / fan_in); biases, batch norms and an explainer branch are
+kept. One step. Similarities per image and step:
 
 - ``spearman_abs`` / ``spearman_signed``: Spearman rank correlation of |maps| and of signed maps;
 - ``ssim``: SSIM of min-max [0, 1] scaled maps (scikit-image, Gaussian weights);
 - ``hog``: Spearman correlation of the HOG features of the min-max scaled maps.
 
 Undefined similarities (a constant map on either side) count as 0 (no similarity left).
-Columns are ``<similarity>@<k>_<block>`` for step k (1 = the classifier alone randomised).
+Columns are ``<similarity>@<k>_<block>`` for step k (cascading: 1 = the classifier alone randomised;
+last block: 1 is the only step).
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from torch import nn
 from robustxai.metrics.base import Metric, MetricBatch, finite_maps
 
 SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
+MODES = ("cascading", "last_block")
+CONVOLUTIONS = (nn.Conv2d,)
 
 
 def cascade_blocks(model: nn.Module) -> list[str]:
@@ -50,6 +58,27 @@ def reinitialise(block: nn.Module, seed: int) -> None:
     for module in block.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
+
+
+def last_conv_block(model: nn.Module) -> str:
+    """Dotted name of the block nearest the output (in ``cascade_blocks`` order) that holds a convolution."""
+    for name in cascade_blocks(model):
+        if any(isinstance(module, CONVOLUTIONS) for module in model.get_submodule(name).modules()):
+            return name
+    raise ValueError("the model has no convolution to randomise")
+
+
+def gaussian_conv_weights(block: nn.Module, seed: int) -> None:
+    """Replace, in place, the weight of every convolution in ``block`` by N(0, 2 / fan_in) draws
+    (fan_in = input channels per group x kernel area; seeded), leaving every other parameter."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in block.modules():
+            if isinstance(module, CONVOLUTIONS):
+                weight = module.weight
+                fan_in = weight.shape[1] * weight[0, 0].numel()
+                noise = torch.randn(weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+                weight.copy_(noise.to(weight.device, weight.dtype))
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
@@ -79,7 +108,8 @@ def map_similarities(original: np.ndarray, randomised: np.ndarray, hog_cell: int
 
 
 class ModelRandomisation(Metric):
-    """Cascading model randomisation; needs the method that made the maps (``batch.method``).
+    """Model randomisation (``mode``: cascading or last_block); needs the method that made the maps
+    (``batch.method``).
 
     ``blocks`` limits the cascade to the first k blocks from the output (None: all). ``hog_cell`` is
     HOG's cell size in pixels at 224 (16, as in the authors' notebook), scaled to the image (at least 4).
@@ -88,8 +118,21 @@ class ModelRandomisation(Metric):
     needs_model = True
     needs_method = True
 
-    def __init__(self, blocks: int | None = None, seed: int = 0, hog_cell: int = 16) -> None:
-        self.blocks, self.seed, self.hog_cell = blocks, seed, hog_cell
+    def __init__(self, mode: str = "cascading", blocks: int | None = None, seed: int = 0, hog_cell: int = 16) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
+        self.mode, self.blocks, self.seed, self.hog_cell = mode, blocks, seed, hog_cell
+
+    def randomisations(self, model: nn.Module):
+        """Randomise ``model`` in place step by step, yielding each step's block name after it."""
+        if self.mode == "last_block":
+            name = last_conv_block(model)
+            gaussian_conv_weights(model.get_submodule(name), self.seed + 1)
+            yield name
+            return
+        for step, name in enumerate(cascade_blocks(model)[:self.blocks], start=1):
+            reinitialise(model.get_submodule(name), self.seed + step)
+            yield name
 
     def __call__(self, model, batch: MetricBatch):
         if batch.method is None:
@@ -98,10 +141,8 @@ class ModelRandomisation(Metric):
         size = min(original.shape[-2:])
         cell = max(4, round(self.hog_cell * size / 224))
         randomised_model = copy.deepcopy(model).eval()
-        names = cascade_blocks(randomised_model)[:self.blocks]
         columns: dict[str, torch.Tensor] = {}
-        for step, name in enumerate(names, start=1):
-            reinitialise(randomised_model.get_submodule(name), self.seed + step)
+        for step, name in enumerate(self.randomisations(randomised_model), start=1):
             maps = finite_maps(batch.method.explain(randomised_model, batch.images, batch.targets).detach())
             values = [map_similarities(o, r, cell) for o, r in zip(original, maps.cpu().numpy())]
             for similarity in SIMILARITIES:

@@ -70,9 +70,17 @@ class SmallVGG(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
         self.num_classes = num_classes
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) normalised images -> the last feature map (N, widths[-1], h, w) (timm's interface)."""
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """The last feature map (N, widths[-1], h, w) -> (N, num_classes) logits (timm's interface)."""
+        return self.fc(self.pool(features).flatten(1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) normalised images -> (N, num_classes) logits."""
-        return self.fc(self.pool(self.features(x)).flatten(1))
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model

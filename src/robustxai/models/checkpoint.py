@@ -2,7 +2,8 @@
 
 Layout: ``{"format", "arch", "arch_args", "num_classes", "mean", "std", "state_dict", "meta"}``,
 where ``state_dict`` is the :class:`ImageClassifier`'s (normaliser buffers included) and ``meta``
-holds provenance (algorithm, training settings, seed, package versions).
+holds provenance (algorithm, training settings, seed, package versions); explainer models add
+``"explainer"``, the settings their branch is rebuilt from.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def save_checkpoint(model: ImageClassifier, path: str | os.PathLike, arch: str, 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
     }
+    if model.explainer is not None:
+        payload["explainer"] = dict(model.explainer.settings)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -46,6 +49,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} checkpoint")
     model = build_classifier(payload["arch"], payload["num_classes"], payload["mean"], payload["std"],
-                             payload["arch_args"])
+                             payload["arch_args"], explainer=payload.get("explainer"))
     model.load_state_dict(payload["state_dict"], strict=True)
     return model.eval(), payload

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import robustxai.models.architectures  # noqa: F401  (registers the cifar_* architectures in timm)
+from robustxai.models.explainer import build_branch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,24 +34,48 @@ class Normalize(nn.Module):
 
 
 class ImageClassifier(nn.Module):
-    """``net(normalize(x))``: takes (N, 3, H, W) images in [0, 1], returns (N, K) logits."""
+    """``net(normalize(x))``: takes (N, 3, H, W) images in [0, 1], returns (N, K) logits.
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    An explainer model (Zeng et al. 2021) also has an ``explainer`` branch that maps the net's last
+    feature map to an attribution map; it takes no part in ``forward``, so the model is a classifier
+    like any other to evaluation, attacks and attribution methods.
+    """
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 explainer: nn.Module | None = None) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.net = net
+        self.explainer = explainer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The net's last feature map (N, C, h, w) for images (N, 3, H, W) in [0, 1]."""
+        return self.net.forward_features(self.normalize(x))
+
+    def explain(self, x: torch.Tensor) -> torch.Tensor:
+        """The explainer branch's maps (N, out_channels, H, W) for images (N, 3, H, W) in [0, 1]."""
+        if self.explainer is None:
+            raise ValueError("this model has no explainer branch (train it with algorithm: explainer)")
+        return self.explainer(self.features(x))
+
+    def classify_and_explain(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, K) and branch maps (N, out_channels, H, W) from one pass through the backbone."""
+        features = self.features(x)
+        return self.net.forward_head(features), self.explainer(features)
+
 
 def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN,
                      std: Sequence[float] = IMAGENET_STD, arch_args: dict | None = None,
-                     pretrained: bool = False, pretrained_file: str | None = None) -> ImageClassifier:
+                     pretrained: bool = False, pretrained_file: str | None = None,
+                     explainer: dict | None = None) -> ImageClassifier:
     """Build ``arch`` (any timm model name, including the registered ``cifar_*`` ones) in the wrapper.
 
     ``pretrained`` loads timm's weights (from the hub, or from ``pretrained_file`` when given, which
-    works offline); the wrapper then uses the weights' own mean and std.
+    works offline); the wrapper then uses the weights' own mean and std. ``explainer`` (the full
+    settings of ``robustxai.models.explainer.branch_settings``) adds an explainer branch.
     """
     if arch not in timm.list_models():
         raise ValueError(f"unknown architecture '{arch}': not a timm model name "
@@ -65,4 +90,4 @@ def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGEN
         mean, std = net.pretrained_cfg.get("mean", mean), net.pretrained_cfg.get("std", std)
     else:
         net = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
-    return ImageClassifier(net, mean, std)
+    return ImageClassifier(net, mean, std, build_branch(explainer) if explainer else None)

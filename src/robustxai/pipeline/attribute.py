@@ -11,6 +11,7 @@ from tqdm import tqdm
 from robustxai.attribution import AttributionMethod, make_method
 from robustxai.attribution.shards import AttributionShard, write_shard
 from robustxai.config import method_name as registered_name
+from robustxai.config import method_settings
 from robustxai.data.download import file_digest
 from robustxai.data.splits import load_split
 from robustxai.models.checkpoint import load_checkpoint
@@ -31,8 +32,8 @@ def configured_method(method_name: str, settings: dict) -> tuple[str, Attributio
     """(registered name, method) of a config entry ``method_name: settings``: ``settings`` may name
     the registered method under ``method``; the batch size is tuned ("auto") unless they give one."""
     registered = registered_name(method_name, settings)
-    return registered, make_method(registered, **{"batch_size": "auto",
-                                                  **{k: v for k, v in settings.items() if k != "method"}})
+    own = {k: v for k, v in method_settings(settings).items() if k != "method"}
+    return registered, make_method(registered, **{"batch_size": "auto", **own})
 
 
 def explain_in_batches(method: AttributionMethod, model: torch.nn.Module, images: torch.Tensor,
@@ -59,15 +60,31 @@ def explain_in_batches(method: AttributionMethod, model: torch.nn.Module, images
     return torch.cat(maps) if maps else torch.empty(0, *images.shape[-2:])
 
 
+def bind_needed_models(method: AttributionMethod, settings: dict, model_paths: dict[str, str],
+                       image_shape: tuple[int, ...], device: torch.device) -> None:
+    """Load the checkpoints of the other models the method's ``settings`` name (``needed_models``;
+    ``model_paths``: setting name -> checkpoint path), each on ``device`` in its fastest memory layout,
+    and bind them to the method."""
+    missing = sorted(set(type(method).needed_models(settings)) - set(model_paths))
+    if missing:
+        raise ValueError(f"{type(method).__name__} needs the checkpoints of the models named by {missing}")
+    models = {}
+    for key, path in model_paths.items():
+        models[key] = load_checkpoint(path)[0].to(device)
+        adopt_fastest_layout(models[key], image_shape, method.pass_kind, device)
+    method.bind_models(models)
+
+
 def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str, settings: dict, shard: int,
                         images_per_shard: int, images_per_batch: int, output_path: str, target: str = "predicted",
-                        dtype: str = "float32", counterpart_path: str | None = None) -> AttributionShard:
+                        dtype: str = "float32", model_paths: dict[str, str] | None = None) -> AttributionShard:
     """Explain images of one shard of a split; ``target`` is "predicted" (the model's class) or "label".
     The method's batch size is tuned on the device ("auto") unless ``settings`` give one, and the
     model runs in whichever memory layout is faster there (both are recorded in the shard).
 
     ``settings`` may name the registered method under ``method`` (else ``method_name`` is it);
-    ``robust_counterpart`` needs the counterpart model's checkpoint as ``counterpart_path``.
+    ``model_paths`` are the checkpoints of the other models the method needs (setting name -> path,
+    e.g. robust_counterpart's counterpart).
     """
     device = default_device()
     model, _ = load_checkpoint(checkpoint_path)
@@ -80,12 +97,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels
     registered, method = configured_method(method_name, settings)
-    if registered == "robust_counterpart":
-        if counterpart_path is None:
-            raise ValueError(f"method '{method_name}' needs the counterpart model's checkpoint")
-        counterpart = load_checkpoint(counterpart_path)[0].to(device)
-        adopt_fastest_layout(counterpart, tuple(images.shape[1:]), method.pass_kind, device)
-        method.bind(counterpart)
+    bind_needed_models(method, settings, model_paths or {}, tuple(images.shape[1:]), device)
     layout = adopt_fastest_layout(model, tuple(images.shape[1:]), method.pass_kind, device)
     started = time.time()
     maps = explain_in_batches(method, model, images, targets, images_per_batch, device)

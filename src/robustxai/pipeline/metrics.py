@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,13 +11,15 @@ import torch
 from tqdm import tqdm
 
 from robustxai.attribution.shards import read_shard
+from robustxai.config import METRIC_SELECTION_KEYS
+from robustxai.files import atomic_output
 from robustxai.data.splits import load_split
 from robustxai.metrics import MetricBatch, degenerate_maps, make_metric, metric_class
 
 log = logging.getLogger(__name__)
 
-#: keys of a metric's config entry that select jobs rather than configure the metric
-SELECTION_KEYS = ("methods", "models", "images")
+#: keys of a metric's config entry that select jobs or images rather than configure the metric
+SELECTION_KEYS = ("metric", *METRIC_SELECTION_KEYS, "images")
 
 
 def read_shards(paths: list[str], limit: int | None = None) -> dict[str, np.ndarray]:
@@ -32,11 +33,8 @@ def read_shards(paths: list[str], limit: int | None = None) -> dict[str, np.ndar
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``table`` as Parquet via a temporary name, so a half-written table is never read."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        table.to_parquet(tmp, index=False)
 
 
 def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_path: str, output_path: str,
@@ -45,7 +43,8 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
     """Per-image table of one metric: columns image (id in the split), target, predicted, confidence
     (the model's probability of the target on the clean image), degenerate (constant or non-finite
     map), then the metric's own columns. ``checkpoint_path`` is needed by metrics that run the model;
-    ``method_name`` and ``method_settings`` by those that recompute maps."""
+    ``method_name`` and ``method_settings`` by those that recompute maps. ``metric_name`` is the
+    registered metric."""
     cls = metric_class(metric_name)
     metric = make_metric(metric_name, **{k: v for k, v in settings.items() if k not in SELECTION_KEYS})
     data = read_shards(shard_paths, settings.get("images"))

@@ -5,13 +5,17 @@ import csv
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from robustxai.attribution.shards import read_shard
+from robustxai.config import algorithm_settings
 from robustxai.data.download import verify_digest
 from robustxai.data.splits import load_split
 from robustxai.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from robustxai.models.explainer import branch_settings, build_branch
 from robustxai.models.inference import default_device
-from robustxai.models.wrapper import IMAGENET_MEAN, IMAGENET_STD, build_classifier
+from robustxai.models.wrapper import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, build_classifier
 from robustxai.provenance import provenance
 from robustxai.training.algorithms import make_algorithm
 from robustxai.training.loop import settings_digest, settings_from_config, train
@@ -27,26 +31,63 @@ def write_history(history: list[dict], path: str | Path) -> None:
         writer.writerows(history)
 
 
+def target_maps(shard_paths: list[str], count: int) -> torch.Tensor:
+    """The target maps (count, 1, H, W) of images 0..count-1 of a split, gathered from attribution shards
+    (e.g. ``alignment_target`` shards of the train split); raises ValueError naming the missing images."""
+    shards = [read_shard(path) for path in shard_paths]
+    index = np.concatenate([shard.index for shard in shards]) if shards else np.empty(0, dtype=np.int64)
+    missing = np.setdiff1d(np.arange(count), index)
+    if len(missing):
+        raise ValueError(f"the target shards cover {count - len(missing)} of {count} training images (first missing: "
+                         f"{missing[:5].tolist()}); raise alignment.shards or alignment.images_per_shard")
+    maps = np.concatenate([shard.maps for shard in shards]).astype(np.float32)
+    ordered = np.empty((count, *maps.shape[1:]), dtype=np.float32)
+    ordered[index] = maps
+    return torch.from_numpy(ordered)[:, None]
+
+
+def initial_model(entry: dict, init_path: str | None) -> ImageClassifier:
+    """The model training starts from: fresh weights (seeded by the caller), or those of the checkpoint
+    at ``init_path`` (``init_from``: fine-tuning another model; the architecture must match, and an
+    explainer branch is added fresh). Explainer models get their branch (``explainer.branch`` settings)."""
+    model = build_classifier(entry["arch"], entry["num_classes"], entry["mean"], entry["std"], entry["arch_args"])
+    if init_path is not None:
+        start, payload = load_checkpoint(init_path)
+        if payload["arch"] != entry["arch"] or payload["num_classes"] != entry["num_classes"]:
+            raise ValueError(f"init_from checkpoint {init_path} is a {payload['arch']} with {payload['num_classes']} "
+                             f"classes, not a {entry['arch']} with {entry['num_classes']}")
+        model.net.load_state_dict(start.net.state_dict(), strict=True)
+        model.normalize.load_state_dict(start.normalize.state_dict(), strict=True)
+    if entry["algorithm"] == "explainer":
+        image_size = entry["image_size"]
+        model.explainer = build_branch(branch_settings(model.net, image_size, entry["explainer"].get("branch", {})))
+    return model
+
+
 def train_model_job(name: str, entry: dict, train_path: str, val_path: str, checkpoint_path: str,
-                    history_path: str, device: torch.device | None = None) -> list[dict]:
+                    history_path: str, device: torch.device | None = None, target_paths: list[str] | None = None,
+                    init_path: str | None = None) -> list[dict]:
     """Train model ``name`` as its resolved config ``entry`` says; write checkpoint and history CSV.
 
-    A crash loses at most one epoch: the state after each epoch is kept next to the checkpoint and a
-    rerun with the same settings resumes from it.
+    Explainer models learn the maps in the attribution shards ``target_paths`` (one per training
+    image); ``init_path`` is the checkpoint of the model named by ``init_from``, if any. A crash loses
+    at most one epoch: the state after each epoch is kept next to the checkpoint and a rerun with the
+    same settings resumes from it.
     """
     device = device or default_device()
     settings = settings_from_config(entry.get("training", {}))
-    algorithm = make_algorithm(entry["algorithm"], entry.get("attack"))
+    algorithm = make_algorithm(entry["algorithm"], entry.get("attack"), algorithm_settings(entry))
     train_split, val_split = load_split(train_path), load_split(val_path)
     if len(train_split.class_names) != entry["num_classes"]:
         raise ValueError(f"{train_path} has {len(train_split.class_names)} classes, model expects {entry['num_classes']}")
+    maps = target_maps(target_paths or [], len(train_split)) if algorithm.needs_target_maps else None
     torch.manual_seed(settings.seed)  # the initial weights are part of the run
-    model = build_classifier(entry["arch"], entry["num_classes"], entry["mean"], entry["std"], entry["arch_args"])
+    model = initial_model(entry, init_path)
     log.info("training %s (%s, %s) on %s for %d epochs on %s", name, entry["arch"], entry["algorithm"],
              train_path, settings.epochs, device)
     result = train(model, algorithm, settings, *train_split.tensors(), *val_split.tensors(), device=device,
                    resume_path=Path(checkpoint_path).with_suffix(".resume"),
-                   resume_key=settings_digest(entry))
+                   resume_key=settings_digest(entry), train_maps=maps)
     save_checkpoint(result.model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],
                     meta={"name": name, "source": "train", "algorithm": entry["algorithm"], "entry": entry,
                           **provenance()})

@@ -1,7 +1,9 @@
 """Training algorithms: a registry mapping config names to objects with a uniform interface.
 
-Each algorithm may convert the model before training (``prepare``), computes the loss of one batch
-(``loss``) and converts the model back before it is saved (``finalize``).
+Each algorithm may convert the model before training (``prepare``), sets the modules' modes for a
+training epoch (``train_mode``), computes the loss of one batch (``loss``; algorithms that learn maps
+also get each image's target map, augmented like the image), reports per-epoch extras for the
+history (``epoch_summary``) and converts the model back before it is saved (``finalize``).
 """
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ class AttackSettings:
 class VanillaTraining:
     """Cross-entropy on clean images."""
 
+    #: whether ``loss`` needs a target map per training image (the loop then augments it with the image)
+    needs_target_maps = False
+
     def __init__(self, attack: AttackSettings | None = None) -> None:
         del attack
 
@@ -54,10 +59,20 @@ class VanillaTraining:
     def prepare(self, model: nn.Module) -> nn.Module:
         return model
 
-    def loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (scalar loss, (N, K) logits whose accuracy is logged)."""
+    def train_mode(self, model: nn.Module) -> None:
+        """Put ``model`` in the modes of a training epoch (all modules in train mode)."""
+        model.train()
+
+    def loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             maps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (scalar loss, (N, K) logits whose accuracy is logged); ``maps`` (N, 1, H, W) target maps
+        are given to algorithms that ``needs_target_maps``."""
         logits = model(images)
         return F.cross_entropy(logits, labels), logits
+
+    def epoch_summary(self) -> dict:
+        """Extra history columns of the epoch that just ended (and a fresh count for the next)."""
+        return {}
 
     def finalize(self, model: nn.Module) -> nn.Module:
         return model
@@ -77,7 +92,7 @@ class AdversarialTraining(VanillaTraining):
     def set_eps_scale(self, factor: float) -> None:
         self.attack = self.full_attack.scaled(factor)
 
-    def loss(self, model, images, labels):
+    def loss(self, model, images, labels, maps=None):
         adversarial = self.attack.attack(model, images, labels)
         logits = model(adversarial)
         return F.cross_entropy(logits, labels), logits
@@ -90,7 +105,7 @@ class AdvPropTraining(AdversarialTraining):
     def prepare(self, model):
         return convert_to_dual_bn(model)
 
-    def loss(self, model, images, labels):
+    def loss(self, model, images, labels, maps=None):
         with auxiliary_bn(model):
             adversarial = self.attack.attack(model, images, labels)
             adversarial_loss = F.cross_entropy(model(adversarial), labels)
@@ -101,11 +116,87 @@ class AdvPropTraining(AdversarialTraining):
         return strip_aux_bn(model)
 
 
-ALGORITHMS = {"vanilla": VanillaTraining, "adversarial": AdversarialTraining, "advprop": AdvPropTraining}
+ALIGNMENT_LOSSES = ("l2", "mse")
 
 
-def make_algorithm(name: str, attack: dict | None = None) -> VanillaTraining:
-    """Build the algorithm registered as ``name`` with ``attack`` settings (a dict of AttackSettings fields)."""
+def alignment_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    """Distance of predicted maps (N, C, H, W) from target maps of the same shape, averaged over the
+    batch: "l2" is the per-sample L2 norm ||E(h) - g||_2 of Zeng et al.'s Eq. 5, "mse" the per-sample
+    mean squared difference."""
+    difference = (predicted - target).flatten(1)
+    if kind == "l2":
+        return difference.norm(dim=1).mean()
+    if kind == "mse":
+        return difference.pow(2).mean(1).mean()
+    raise ValueError(f"alignment loss must be one of {ALIGNMENT_LOSSES}, got '{kind}'")
+
+
+class ExplainerTraining(VanillaTraining):
+    """Zeng et al. 2021, Eq. 5: cross-entropy + ``weight`` x the alignment loss between the explainer
+    branch's maps and the target maps (SmoothGrad of a robust twin, or of a standard model for the
+    ablation), optimised jointly. With ``freeze_backbone`` only the branch learns (a post-hoc
+    explainer of a given classifier): the net's weights and batch-norm statistics stay as loaded.
+    The history gains ``alignment_loss`` per epoch."""
+
+    needs_target_maps = True
+
+    def __init__(self, attack: AttackSettings | None = None, weight: float = 0.35, loss: str = "l2",
+                 freeze_backbone: bool = False) -> None:
+        del attack
+        if loss not in ALIGNMENT_LOSSES:
+            raise ValueError(f"alignment loss must be one of {ALIGNMENT_LOSSES}, got '{loss}'")
+        self.weight, self.loss_kind, self.freeze_backbone = weight, loss, freeze_backbone
+        self._alignment_sum, self._seen = 0.0, 0
+
+    def prepare(self, model):
+        if getattr(model, "explainer", None) is None:
+            raise ValueError("explainer training needs a model with an explainer branch")
+        if self.freeze_backbone:
+            for parameter in model.net.parameters():
+                parameter.requires_grad_(False)
+        return model
+
+    def train_mode(self, model):
+        model.train()
+        if self.freeze_backbone:
+            model.net.eval()
+
+    def loss(self, model, images, labels, maps=None):
+        if maps is None:
+            raise ValueError("explainer training needs a target map per image")
+        if self.freeze_backbone:
+            with torch.no_grad():
+                features = model.features(images)
+                logits = model.net.forward_head(features)
+            predicted = model.explainer(features)
+        else:
+            logits, predicted = model.classify_and_explain(images)
+        alignment = alignment_loss(predicted, maps, self.loss_kind)
+        self._alignment_sum += alignment.item() * len(images)
+        self._seen += len(images)
+        return F.cross_entropy(logits, labels) + self.weight * alignment, logits
+
+    def epoch_summary(self):
+        summary = {"alignment_loss": self._alignment_sum / max(self._seen, 1)}
+        self._alignment_sum, self._seen = 0.0, 0
+        return summary
+
+    def finalize(self, model):
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model
+
+
+ALGORITHMS = {"vanilla": VanillaTraining, "adversarial": AdversarialTraining, "advprop": AdvPropTraining,
+              "explainer": ExplainerTraining}
+
+
+def make_algorithm(name: str, attack: dict | None = None, settings: dict | None = None) -> VanillaTraining:
+    """Build the algorithm registered as ``name`` with ``attack`` settings (a dict of AttackSettings
+    fields) and its own ``settings`` (e.g. ExplainerTraining's weight, loss, freeze_backbone)."""
     if name not in ALGORITHMS:
         raise ValueError(f"unknown training algorithm '{name}', expected one of {sorted(ALGORITHMS)}")
-    return ALGORITHMS[name](AttackSettings(**attack) if attack else None)
+    try:
+        return ALGORITHMS[name](AttackSettings(**attack) if attack else None, **(settings or {}))
+    except TypeError as error:
+        raise ValueError(f"training algorithm '{name}': {error}") from error

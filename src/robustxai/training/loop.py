@@ -21,6 +21,7 @@ from robustxai.training.algorithms import VanillaTraining
 
 log = logging.getLogger(__name__)
 SCHEDULES = ("cosine", "step", "constant")
+PADDINGS = ("reflect", "zeros")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class TrainingSettings:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     translate: int = 2
+    pad: str = "reflect"
     hflip: bool = False
     clean_epochs: float = 0.0
     eps_ramp_epochs: float = 0.0
@@ -51,6 +53,8 @@ class TrainingSettings:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+        if self.pad not in PADDINGS:
+            raise ValueError(f"pad must be one of {PADDINGS}, got '{self.pad}'")
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
     def eps_scale(self, step: int, steps_per_epoch: int) -> float:
@@ -75,15 +79,18 @@ class TrainingSettings:
         return 1.0
 
 
-def augment(images: torch.Tensor, translate: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to ``translate`` px (reflect padding) and optional horizontal flips.
+def augment(images: torch.Tensor, translate: int, hflip: bool, generator: torch.Generator,
+            pad: str = "reflect") -> torch.Tensor:
+    """Random translation by up to ``translate`` px (the image padded by ``translate`` px, "reflect" or
+    "zeros", then randomly cropped back) and optional horizontal flips.
 
-    images: (N, C, H, W); returns a new tensor of the same shape.
+    images: (N, C, H, W); returns a new tensor of the same shape. Every channel of an image moves
+    alike, so target maps stacked as extra channels stay aligned with their image.
     """
     n, _, h, w = images.shape
     out = images
     if translate > 0:
-        padded = F.pad(images, (translate,) * 4, mode="reflect")
+        padded = F.pad(images, (translate,) * 4, mode="reflect" if pad == "reflect" else "constant")
         offsets = torch.randint(0, 2 * translate + 1, (n, 2), generator=generator)
         out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
     if hflip:
@@ -108,21 +115,25 @@ class TrainingResult:
 def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettings,
           train_images: torch.Tensor, train_labels: torch.Tensor, val_images: torch.Tensor,
           val_labels: torch.Tensor, device: torch.device, resume_path: str | os.PathLike | None = None,
-          resume_key: str = "") -> TrainingResult:
+          resume_key: str = "", train_maps: torch.Tensor | None = None) -> TrainingResult:
     """Train ``model`` with ``algorithm``; returns the finalised model (on CPU) and the history.
 
     Args:
         train_images, val_images: (N, C, H, W) float in [0, 1]; labels (N,) int64.
+        train_maps: (N, 1, H, W) target maps of the training images, for algorithms that
+            ``needs_target_maps``; each is augmented together with its image.
         resume_path: where the state after each epoch is kept; a run with the same ``resume_key`` (a
             digest of the settings) continues from it, so a crash loses at most one epoch. Removed at
             the end.
     History rows: epoch, lr, loss, train_accuracy (on the batches the loss saw: adversarial ones for
     adversarial training), val_accuracy (clean), seconds.
     """
+    if algorithm.needs_target_maps and (train_maps is None or len(train_maps) != len(train_images)):
+        raise ValueError(f"{type(algorithm).__name__} needs one target map per training image")
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     model = algorithm.prepare(model).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings.lr, momentum=settings.momentum,
                                 nesterov=settings.nesterov, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
     history, start_epoch = [], 0
@@ -139,7 +150,7 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
         else:
             log.info("ignoring %s: it was written for other settings", resume_path)
     for epoch in range(start_epoch, settings.epochs):
-        model.train()
+        algorithm.train_mode(model)
         started = time.time()
         order = torch.randperm(len(train_images), generator=generator)
         total_loss, correct, seen = 0.0, 0, 0
@@ -150,9 +161,12 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
                 group["lr"] = settings.lr * settings.lr_factor(step, steps_per_epoch)
             algorithm.set_eps_scale(settings.eps_scale(step, steps_per_epoch))
             idx = order[batch * settings.batch_size:(batch + 1) * settings.batch_size]
-            images = augment(train_images[idx], settings.translate, settings.hflip, generator).to(device)
+            batch_images = train_images[idx] if train_maps is None else torch.cat([train_images[idx], train_maps[idx]], 1)
+            batch_images = augment(batch_images, settings.translate, settings.hflip, generator, settings.pad).to(device)
+            images, maps = batch_images[:, :train_images.shape[1]], batch_images[:, train_images.shape[1]:]
             labels = train_labels[idx].to(device)
-            loss, logits = algorithm.loss(model, images, labels)
+            loss, logits = (algorithm.loss(model, images, labels) if train_maps is None
+                            else algorithm.loss(model, images, labels, maps))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -163,7 +177,7 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
         val_accuracy = (predict_logits(model, val_images).argmax(1) == val_labels).float().mean().item()
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": total_loss / seen,
                         "train_accuracy": correct / seen, "val_accuracy": val_accuracy,
-                        "seconds": time.time() - started})
+                        **algorithm.epoch_summary(), "seconds": time.time() - started})
         log.info("epoch %d: %s", epoch + 1, json.dumps(history[-1]))
         if resume_path:
             tmp = resume_path.with_name(resume_path.name + ".tmp")

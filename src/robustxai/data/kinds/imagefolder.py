@@ -1,0 +1,42 @@
+"""ImageFolder trees with Pascal-VOC boxes (reader in ``robustxai.data.imagefolder``), e.g. ImageNet val."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustxai.config import ConfigError
+from robustxai.data.imagefolder import load_imagefolder
+from robustxai.data.kinds.base import DatasetKind
+from robustxai.data.splits import ImageSplit
+
+
+class ImageFolder(DatasetKind):
+    """Local folders, one per configured split, no download.
+
+    Settings block ``imagefolder: {num_classes, class_names_file, splits: {train, val, test: {images,
+    annotations}}}``; ``test`` is required, ``train`` and ``val`` are optional. Split sizes are known
+    only once the folders are read.
+    """
+
+    name = "imagefolder"
+
+    def split_names(self, dataset: dict) -> dict[str, list[str]]:
+        folders = self.settings(dataset)["splits"]
+        return {"fit": [s for s in ("train", "val") if s in folders], "test": ["test"], "ood": ["ood_corruption"]}
+
+    def num_classes(self, dataset: dict) -> int:
+        return int(self.settings(dataset)["num_classes"])
+
+    def build_splits(self, dataset: dict, archive_path: str | None) -> dict[str, ImageSplit]:
+        settings = self.settings(dataset)
+        class_names = None
+        if settings.get("class_names_file"):
+            class_names = [line.strip() for line in Path(settings["class_names_file"]).read_text().splitlines()
+                           if line.strip()]
+        splits = {name: load_imagefolder(folder["images"], folder.get("annotations"), dataset.get("image_size", 224),
+                                         class_names)
+                  for name, folder in settings["splits"].items()}
+        for name, split in splits.items():
+            if len(split.class_names) != settings["num_classes"]:
+                raise ConfigError(f"imagefolder split '{name}' has {len(split.class_names)} classes, "
+                                  f"config says num_classes={settings['num_classes']}")
+        return splits

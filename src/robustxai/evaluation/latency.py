@@ -1,0 +1,126 @@
+"""Explanation latency: wall milliseconds per explanation at batch 1 and batched, and the same cost in
+forward-pass units (ms per explanation / ms per forward pass), which compares across machines.
+
+Mirrors Table 3 of Zeng et al. 2021 (ms per explanation on CPU, ResNet-18 at 32 px). Methods are
+timed through ``explain`` exactly as the workflow calls them, so a method built with
+``batch_size="auto"`` is tuned on its first call and keeps that batch size for every later call.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from robustxai.attribution.base import AttributionMethod  # noqa: E402
+from robustxai.tuning import synchronise  # noqa: E402
+
+#: latency_table's columns, in order (extra keys of the rows follow them)
+COLUMNS = ("model", "method", "family", "device", "threads", "batch_size", "images_per_call", "ms_batch1",
+           "ms_batched", "forward_ms_batch1", "forward_ms_batched", "ratio_batch1", "ratio_batched")
+
+
+def _median_ms(call: Callable[[int], object], repeats: int, device: torch.device) -> float:
+    """Median wall milliseconds of ``call(1)`` ... ``call(repeats)``, after a warm-up ``call(0)``;
+    CUDA work is waited for before and after each timed call."""
+    call(0)
+    times = []
+    for i in range(1, repeats + 1):
+        synchronise(device)
+        started = time.perf_counter()
+        call(i)
+        synchronise(device)
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def measure_latency(model: nn.Module, method: AttributionMethod, images: torch.Tensor, targets: torch.Tensor,
+                    repeats: int = 5, batch_images: int | None = None) -> dict:
+    """Milliseconds per explanation of ``method`` on ``model``, and per forward pass of the model.
+
+    ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64 on the model's device; the model is
+    put in eval mode. Each figure is the median of ``repeats`` timed calls after one warm-up call:
+
+    - ``forward_ms_batch1``, ``ms_batch1``: one image per call (no_grad forward pass; ``explain``),
+      the calls cycling through the N images;
+    - ``forward_ms_batched``, ``ms_batched``: ``images_per_call`` (= ``batch_images`` or N; the
+      images repeat when it exceeds N) images per call, divided by ``images_per_call``;
+    - ``batch_size``: the method's batch size after the calls (the tuned one if it was "auto");
+    - ``ratio_batch1``, ``ratio_batched``: ms per explanation / ms per forward pass (unitless).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    n = len(images)
+    per_call = batch_images or n
+    model.eval()
+    device = images.device
+    batch = torch.arange(per_call, device=device) % n
+    many_images, many_targets = images[batch], targets[batch]
+
+    def forward(inputs: torch.Tensor) -> None:
+        with torch.no_grad():
+            model(inputs)
+
+    forward_1 = _median_ms(lambda i: forward(images[i % n][None]), repeats, device)
+    explain_1 = _median_ms(lambda i: method.explain(model, images[i % n][None], targets[i % n][None]),
+                           repeats, device)
+    forward_b = _median_ms(lambda i: forward(many_images), repeats, device) / per_call
+    explain_b = _median_ms(lambda i: method.explain(model, many_images, many_targets), repeats,
+                           device) / per_call
+    return {"forward_ms_batch1": forward_1, "ms_batch1": explain_1, "images_per_call": per_call,
+            "forward_ms_batched": forward_b, "ms_batched": explain_b, "batch_size": method.batch_size,
+            "ratio_batch1": explain_1 / forward_1, "ratio_batched": explain_b / forward_b}
+
+
+def latency_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per (model, method) result of ``measure_latency`` (each dict also carrying ``model``,
+    ``method``, ``family``, ``threads``, ``device``), columns in ``COLUMNS`` order, rows grouped by
+    model in first-seen order and, within a model, by ``ms_batch1`` ascending."""
+    table = pd.DataFrame(rows)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"latency rows lack {missing}")
+    table = table[[*COLUMNS, *(c for c in table.columns if c not in COLUMNS)]]
+    model_order = {m: k for k, m in enumerate(dict.fromkeys(table["model"]))}
+    return (table.assign(_model_order=table["model"].map(model_order))
+            .sort_values(["_model_order", "ms_batch1"], kind="stable")
+            .drop(columns="_model_order").reset_index(drop=True))
+
+
+def plot_latency(table: pd.DataFrame, png_path: str) -> None:
+    """Horizontal bars of ms per explanation at batch 1 (log x axis), one panel per model, bars
+    coloured by family and labelled with the cost in forward passes (``ratio_batch1``)."""
+    models = list(dict.fromkeys(table["model"]))
+    families = list(dict.fromkeys(table["family"]))
+    colours = dict(zip(families, sns.color_palette(n_colors=len(families))))
+    most = max(len(table[table["model"] == m]) for m in models)
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 0.4 * most + 1.6), squeeze=False,
+                             sharex=True)
+    for ax, model in zip(axes[0], models):
+        part = table[table["model"] == model]
+        positions = range(len(part))
+        ax.barh(positions, part["ms_batch1"], color=[colours[f] for f in part["family"]])
+        for y, (ms, ratio) in enumerate(zip(part["ms_batch1"], part["ratio_batch1"])):
+            ax.text(ms * 1.1, y, f"{ratio:.3g}x fwd", va="center", fontsize=8)
+        ax.set_yticks(list(positions), part["method"])
+        ax.invert_yaxis()  # fastest on top
+        ax.set_xscale("log")
+        ax.set_title(model)
+        ax.set_xlabel("ms per explanation (batch 1)")
+    axes[0][0].set_xlim(right=10 * table["ms_batch1"].max())  # room for the labels
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[f]) for f in families]
+    axes[0][-1].legend(handles, families, title="family", loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,50 @@
+# Milliseconds per explanation (Zeng et al. 2021, Table 3): one job per model times every configured
+# method on it at batch 1 and batched, under a fixed thread count, with one forward pass as the unit
+# that makes the numbers comparable across machines; then one table and plot for the study.
+if LATENCY is not None:
+
+    localrules:
+        latency_table,
+
+    rule latency:
+        input:
+            checkpoint=checkpoint_path(),
+            split=split_path(LATENCY["split"]),
+            needed=lambda wildcards: list(latency_checkpoints(wildcards).values()),
+        output:
+            latency_path(),
+        wildcard_constraints:
+            model=names_regex(LATENCY["models"]),
+        params:
+            methods=lambda wildcards: {method: settings for method, settings in LATENCY["methods"].items()
+                                       if wildcards.model in settings["models"]},
+            needed=lambda wildcards: list(latency_checkpoints(wildcards)),
+            repeats=LATENCY["repeats"],
+            images=LATENCY["images"],
+            gpu_usage=gpu_usage_file("latency/{model}"),
+        log:
+            f"{R}/logs/latency/{{model}}.log",
+        benchmark:
+            benchmark_file("latency/{model}")
+        threads: LATENCY["threads"]
+        resources:
+            gpu=job_resources("latency", "gpu", 1),
+            mem_mb=job_resources("latency", "mem_mb", 4000),
+            runtime=job_resources("latency", "runtime", 60),
+        conda:
+            ENV
+        script:
+            "../scripts/latency.py"
+
+    rule latency_table:
+        input:
+            [latency_path(model) for model in LATENCY["models"]],
+        output:
+            table=report(f"{R}/tables/latency.csv", caption="../report/latency.rst", category="7. Learned explainer"),
+            plot=report(f"{R}/plots/latency.png", caption="../report/latency.rst", category="7. Learned explainer"),
+        log:
+            f"{R}/logs/aggregate/latency.log",
+        conda:
+            ENV
+        script:
+            "../scripts/latency_table.py"

@@ -1,0 +1,10 @@
+"""Milliseconds per explanation of every configured method on one model."""
+from robustxai.pipeline.latency import latency_job
+from robustxai.workflow_io import job_logging
+
+snakemake = globals()["snakemake"]
+params = snakemake.params
+with job_logging(snakemake.log[0], snakemake.threads, params.gpu_usage):
+    latency_job(snakemake.wildcards.model, snakemake.input.checkpoint, snakemake.input.split, params.methods,
+                dict(zip(params.needed, snakemake.input.needed)), snakemake.output[0], snakemake.threads,
+                params.repeats, params.images)
