@@ -14,16 +14,22 @@ def config():
     return load_config(ROOT / "config.yaml")
 
 
-def test_default_study_has_two_architectures_times_three_algorithms(config):
-    entries = [resolve_model(config, name) for name in config["models"]]
+def test_default_study_has_two_architectures_times_three_algorithms_and_the_explainer_study(config):
+    entries = [resolve_model(config, name) for name in config["attribution"]["models"]]
     pairs = {(e["arch"], e["algorithm"]) for e in entries}
     archs = {arch for arch, _ in pairs}
     assert len(archs) >= 2 and pairs == {(a, alg) for a in archs for alg in ("vanilla", "adversarial", "advprop")}
-    assert all(e["source"] == "train" for e in entries)
+    assert all(resolve_model(config, name)["source"] == "train" for name in config["models"])
+    explainers = {name: resolve_model(config, name)["explainer"] for name in config["models"]
+                  if config["models"][name].get("algorithm") == "explainer"}
+    assert sorted(e["alignment"] for e in explainers.values()) == ["robust", "standard"]
+    twins = {e["alignment"]: resolve_model(config, e["twin"]) for e in explainers.values()}
+    assert twins["robust"]["attack"]["norm"] == "l2" and twins["robust"]["attack"]["eps"] == 1.5
+    assert twins["standard"]["algorithm"] == "vanilla" and twins["robust"]["arch"] == twins["standard"]["arch"]
 
 
 @pytest.mark.parametrize("config_file", ["config.yaml", "tests/configs/smoke.yaml", "configs/cifar10.yaml",
-                                         "configs/imagenet.yaml"])
+                                         "configs/imagenet.yaml", "configs/tinyimagenet.yaml"])
 def test_shipped_configs_are_valid(config_file):
     load_config(ROOT / config_file)
 
@@ -137,7 +143,7 @@ def explainer_config(config, **explainer):
 def test_explainer_models_name_a_suitable_twin(config):
     entry = resolve_model(explainer_config(config), "resnet_tiny-explainer")
     assert entry["explainer"] == {"alignment": "robust", "branch": {}, "freeze_backbone": False, "lambda": 0.35,
-                                  "loss": "l2", "twin": "resnet_tiny-pgd_linf"}
+                                  "loss": "l2", "twin": "resnet_tiny-pgd_linf", "branch_lr_scale": 0.1}
     assert entry["image_size"] == 32 and "attack" not in entry
     with pytest.raises(ConfigError, match="alignment 'standard' learns the maps of a vanilla model, but twin "
                                           "'resnet_tiny-pgd_linf' is adversarial"):
@@ -162,11 +168,13 @@ def test_alignment_targets_are_attribution_jobs_of_the_train_split(config):
     explainer_config(config)
     alignment = resolve_alignment(config)
     train_size = config["dataset"]["builtin"]["sizes"]["train"]
-    assert alignment["twins"] == ["resnet_tiny-pgd_linf"] and alignment["shards"] == -(-train_size // 5000)
+    assert alignment["twins"] == ["resnet_tiny-pgd_l2", "resnet_tiny-pgd_linf", "resnet_tiny-vanilla"]
+    assert alignment["shards"] == -(-train_size // 5000)
     assert resolve_alignment({**config, "alignment": {"images_per_shard": 1000}})["shards"] == -(-train_size // 1000)
     jobs = attribution_jobs(resolve_attribution(config), alignment)
     target = jobs["train/alignment_target"]
-    assert target["models"] == ["resnet_tiny-pgd_linf"] and target["target"] == "label" and target["settings"] == {}
+    assert target["models"] == alignment["twins"] and target["target"] == "label"
+    assert target["settings"] == config["alignment"]["target"]
     assert jobs["test/gradient"]["target"] == "predicted" and "models" not in jobs["test/gradient"]["settings"]
     folder = {**config, "dataset": {"name": "x", "kind": "imagefolder",
                                     "imagefolder": {"num_classes": 3, "splits": {"train": {"images": "t"},

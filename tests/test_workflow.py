@@ -15,7 +15,7 @@ from PIL import Image
 
 from robustxai.data.download import file_digest
 from robustxai.data.splits import load_split
-from test_loaders import make_cifar_archive, write_voc
+from test_loaders import make_cifar_archive, make_tinyimagenet_zip, write_voc
 from workflow_runs import ROOT, SMOKE, snakemake, snakemake_command
 
 pytestmark = pytest.mark.workflow
@@ -40,8 +40,8 @@ def output_methods(output, model):
 
 def test_smoke_study_table_values(smoke_run):
     table = pd.read_csv(smoke_run / "results" / "tables" / "models.csv").set_index("model")
-    assert list(table.index) == ["vgg-vanilla", "vgg-pgd_l2", "vgg-advprop"]
-    assert table["algorithm"].tolist() == ["vanilla", "adversarial", "advprop"]
+    assert list(table.index) == ["vgg-vanilla", "vgg-pgd_l2", "vgg-advprop", "vgg-explainer", "vgg-explainer_posthoc"]
+    assert table["algorithm"].tolist() == ["vanilla", "adversarial", "advprop", "explainer", "explainer"]
     accuracy_columns = ["clean_accuracy", "ood_accuracy_ood_background", "ood_accuracy_ood_corruption",
                         "ood_accuracy", "robust_accuracy_linf_8"]
     values = table[accuracy_columns].to_numpy()
@@ -50,12 +50,14 @@ def test_smoke_study_table_values(smoke_run):
     assert (table["robust_accuracy_linf_8"] <= table["clean_accuracy"] + 0.05).all()
     assert np.allclose(table["ood_accuracy"], table[["ood_accuracy_ood_background", "ood_accuracy_ood_corruption"]].mean(axis=1))
     assert (table["confidence_median"] > 0.1).all() and (table["ece"] >= 0).all()
-    # same architecture, same cost; AdvProp's auxiliary BNs were stripped before saving
-    assert table["params"].nunique() == 1 and table["macs"].nunique() == 1 and table["params"].iloc[0] == 72954
+    # same architecture, same cost; AdvProp's auxiliary BNs were stripped before saving; the explainers'
+    # branches add parameters but no classifier MACs
+    assert table["params"].iloc[:3].nunique() == 1 and table["macs"].nunique() == 1 and table["params"].iloc[0] == 72954
+    assert (table["params"].iloc[3:] > 72954).all()
     assert (table["test_images"] == 300).all() and (table["robust_images"] == 100).all()
     assert (smoke_run / "results" / "plots" / "accuracy.png").stat().st_size > 10_000
     plotted = pd.read_csv(smoke_run / "results" / "plots" / "accuracy.csv")
-    assert set(plotted["kind"]) == {"clean", "OOD (mean)", "robust linf_8"} and len(plotted) == 9
+    assert set(plotted["kind"]) == {"clean", "OOD (mean)", "robust linf_8"} and len(plotted) == 15
 
 
 def test_training_logs_history_and_progress(smoke_run):
@@ -88,7 +90,7 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
 def test_attribution_shards_hold_maps_and_provenance(smoke_run):
     from robustxai.attribution.shards import read_shard
 
-    root = smoke_run / "results" / "attributions" / "builtin"
+    root = smoke_run / "results" / "attributions" / "builtin" / "test"
     checkpoint = smoke_run / "results" / "models" / "vgg-vanilla.pt"
     for method in ("gradient", "gradcam", "rise"):
         shards = [read_shard(root / "vgg-vanilla" / method / f"shard-{k}.h5") for k in (0, 1)]
@@ -134,6 +136,7 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
     table = pd.read_csv(results / "tables" / "explainability.csv")
     pairs = {(m, k) for m in ("vgg-vanilla", "vgg-pgd_l2") for k in ("gradcam", "random")}
     pairs |= {("vgg-vanilla", "rise"), ("vgg-vanilla", "gradient")}
+    pairs |= {("vgg-explainer", "explainer"), ("vgg-explainer_posthoc", "explainer")}
     assert set(zip(table["model"], table["method"])) == pairs and len(table) == len(pairs)
     for column in ("insertion", "deletion", "energy_in_box", "pointing_game", "boundary_alignment"):
         present = table.dropna(subset=[column])
@@ -147,7 +150,7 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
 
     across = pd.read_csv(results / "correlations" / "across_models.csv")
     model_level = across[across["method"] == "-"]
-    assert (model_level["n"] == 3).all() and {"spearman", "pearson"} == set(model_level["kind"])
+    assert (model_level["n"] == 4).all() and {"spearman", "pearson"} == set(model_level["kind"])
     within = pd.read_csv(results / "correlations" / "within_models.csv").dropna(subset=["r"])
     assert within["r"].between(-1, 1).all() and (within["ci_low"] <= within["r"] + 1e-12).all()
     assert set(within[within["model"] == "vgg-vanilla"]["y"]) >= {"insertion", "deletion"}
@@ -179,7 +182,7 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
 def read_shard_probs(smoke_run, model, method):
     from robustxai.attribution.shards import read_shard
 
-    root = smoke_run / "results" / "attributions" / "builtin" / model / method
+    root = smoke_run / "results" / "attributions" / "builtin" / "test" / model / method
     shards = [read_shard(root / f"shard-{k}.h5") for k in (0, 1)]
     return np.concatenate([s.probs[np.arange(len(s.target)), s.target] for s in shards])
 
@@ -191,7 +194,7 @@ def test_robust_counterpart_maps_come_from_the_twin(smoke_run):
     from robustxai.attribution.shards import read_shard
     from robustxai.models import load_checkpoint
 
-    shard = read_shard(smoke_run / "results" / "attributions" / "builtin" / "vgg-vanilla" / "smoothgrad_of_robust"
+    shard = read_shard(smoke_run / "results" / "attributions" / "builtin" / "test" / "vgg-vanilla" / "smoothgrad_of_robust"
                        / "shard-1.h5")
     assert shard.attrs["registered_method"] == "robust_counterpart"
     twin, _ = load_checkpoint(smoke_run / "results" / "models" / "vgg-pgd_l2.pt")
@@ -207,9 +210,10 @@ def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))
     output = snakemake(smoke_run, "-n", config=edited).stdout
     jobs = planned_jobs(output)
-    # its maps, and the map grids that show them; no metric scores it, so no table changes
+    # its maps, the map grids that show them and the latency of the timed model it explains; no metric
+    # scores it, so no metric table changes
     assert jobs == [("all", None)] + [("attribute", "vgg-pgd_l2")] * 2 + [("attribute", "vgg-vanilla")] * 2 + \
-        [("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")]
+        [("latency", "vgg-vanilla"), ("latency_table", None), ("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")]
     assert output.count("method=input_x_gradient") == 4
 
 
@@ -235,12 +239,57 @@ def test_gpu_resources_cap_how_many_gpu_jobs_run_at_once(smoke_run, tmp_path):
     shutil.copytree(smoke_run, workdir)
     shards = sorted(str(path.relative_to(workdir))
                     for method in ("gradient", "random")
-                    for path in (workdir / "results" / "attributions" / "builtin").glob(f"*/{method}/*.h5"))
+                    for path in (workdir / "results" / "attributions" / "builtin" / "test").glob(f"*/{method}/*.h5"))
     assert len(shards) == 8
     result = snakemake(workdir, "--cores", "8", "--resources", "gpu=2", "--forcerun", *shards, "--", *shards)
     output = result.stdout + result.stderr
     assert output.count("Finished jobid") == 8
     assert most_jobs_at_once(output, "attribute") == 2  # 8 cores would run all 8 at once without the cap
+
+
+def test_explainer_study_end_to_end(smoke_run):
+    """The second study: targets of the train split, joint and post-hoc explainers, their maps, the
+    last-block sanity check and the latency table."""
+    import torch
+
+    from robustxai.attribution.shards import read_shard
+    from robustxai.models import load_checkpoint
+
+    results = smoke_run / "results"
+    train = load_split(results / "data" / "builtin" / "train.npz")
+    for twin in ("vgg-pgd_l2", "vgg-vanilla"):  # the robust and the standard alignment's targets
+        shards = [read_shard(results / "attributions" / "builtin" / "train" / twin / "alignment_target" / f"shard-{k}.h5")
+                  for k in (0, 1)]
+        assert np.concatenate([s.index for s in shards]).tolist() == list(range(len(train)))
+        assert np.array_equal(np.concatenate([s.target for s in shards]), train.labels)  # the true label
+        maps = np.concatenate([s.maps for s in shards])
+        assert maps.min() >= 0 and np.allclose(maps.max((1, 2)), 1)  # magnitude, divided by its max per image
+        assert shards[0].attrs["channel_rule"] == "abs_mean over channels, then per-image max scaling"
+        assert shards[0].attrs["settings"] == {"samples": 4} and shards[0].attrs["target_kind"] == "label"
+    joint, payload = load_checkpoint(results / "models" / "vgg-explainer.pt")
+    assert payload["explainer"]["strides"] == [2, 2, 1, 1] and payload["meta"]["algorithm"] == "explainer"
+    history = pd.read_csv(results / "models" / "vgg-explainer.history.csv")
+    assert history["alignment_loss"].iloc[-1] < history["alignment_loss"].iloc[0]
+    posthoc, _ = load_checkpoint(results / "models" / "vgg-explainer_posthoc.pt")
+    vanilla, _ = load_checkpoint(results / "models" / "vgg-vanilla.pt")
+    assert all(torch.equal(v, vanilla.net.state_dict()[k]) for k, v in posthoc.net.state_dict().items())  # frozen
+
+    images, _ = load_split(results / "data" / "builtin" / "test.npz").tensors()
+    own = read_shard(results / "attributions" / "builtin" / "test" / "vgg-explainer" / "explainer" / "shard-1.h5")
+    borrowed = read_shard(results / "attributions" / "builtin" / "test" / "vgg-vanilla" / "explainer_of_robust_aligned"
+                          / "shard-1.h5")
+    with torch.no_grad():
+        expected = joint.explain(images[own.index])[:, 0].numpy()
+    assert np.allclose(own.maps, expected, atol=1e-5) and np.allclose(borrowed.maps, expected, atol=1e-5)
+    assert (own.maps >= 0).all() and own.attrs["registered_method"] == "explainer"
+
+    sanity = read_metric(smoke_run, "vgg-explainer", "explainer", "sanity_last_block")
+    assert len(sanity) == 8 and "ssim@1_net.features.17" in sanity.columns  # the VGG's last conv
+    latency = pd.read_csv(results / "tables" / "latency.csv")
+    rows = latency[latency["model"] == "vgg-explainer"].set_index("method")
+    assert set(rows.index) == {"explainer", "occlusion"} and set(latency["model"]) == {"vgg-vanilla", "vgg-explainer"}
+    assert rows.loc["explainer", "ratio_batch1"] < rows.loc["occlusion", "ratio_batch1"] / 20  # 1 pass vs 226
+    assert (latency["threads"] == 1).all() and (results / "plots" / "latency.png").stat().st_size > 10_000
 
 
 def test_lint_is_clean():
@@ -259,7 +308,7 @@ def test_a_bad_config_stops_with_a_message_naming_the_key(tmp_path):
     assert "'epochs' was unexpected" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("config_name", ["configs/cifar10.yaml", "configs/imagenet.yaml"])
+@pytest.mark.parametrize("config_name", ["configs/cifar10.yaml", "configs/imagenet.yaml", "configs/tinyimagenet.yaml"])
 def test_real_scale_configs_dry_run_clean(tmp_path, config_name):
     result = snakemake(tmp_path, "-n", config=ROOT / config_name)
     assert "evaluate_model" in result.stdout and "aggregate_models" in result.stdout
@@ -276,6 +325,24 @@ def test_cifar10_config_runs_data_preparation_on_a_stand_in_archive(tmp_path):
     data = tmp_path / "results" / "cifar10" / "data" / "cifar10"
     sizes = {split: len(load_split(data / f"{split}.npz")) for split in ("train", "val", "test", "ood_corruption")}
     assert sizes == {"train": 170, "val": 30, "test": 40, "ood_corruption": 40}
+
+
+def test_tinyimagenet_config_downloads_and_prepares_a_stand_in_zip(tmp_path):
+    zip_path = tmp_path / "tiny-imagenet-200.zip"
+    make_tinyimagenet_zip(zip_path, wnids=["n01443537", "n01629819", "n01641577"], per_class=6, val_per_class=2)
+    config = yaml.safe_load((ROOT / "configs" / "tinyimagenet.yaml").read_text())
+    config["dataset"]["tinyimagenet"].update(url=zip_path.as_uri(), md5=file_digest(zip_path, "md5"), val_size=3)
+    config["alignment"]["shards"] = 1  # the stand-in's 15 training images fit in one shard
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "prepare_dataset", config=path)
+    assert (tmp_path / "results" / "tinyimagenet" / "downloads" / "tinyimagenet" / "tiny-imagenet-200.zip").exists()
+    data = tmp_path / "results" / "tinyimagenet" / "data" / "tinyimagenet"
+    splits = {split: load_split(data / f"{split}.npz") for split in ("train", "val", "test", "ood_corruption")}
+    assert {split: len(s) for split, s in splits.items()} == {"train": 15, "val": 3, "test": 6, "ood_corruption": 6}
+    assert splits["test"].images.shape[1:] == (64, 64, 3) and (splits["test"].boxes[:, 2] > 0).all()
+    planned = snakemake(tmp_path, "-n", config=path).stdout
+    assert "alignment_target" in planned and "model=resnet18-explainer_robust" in planned
 
 
 def test_imagenet_config_runs_data_preparation_on_a_stand_in_tree(tmp_path):
@@ -346,9 +413,9 @@ def kill_session(session):
 def test_a_job_killed_mid_shard_leaves_no_shard_and_a_rerun_gives_the_same_maps(smoke_run):
     from robustxai.attribution.shards import read_shard
 
-    target = smoke_run / "results" / "attributions" / "builtin" / "vgg-vanilla" / "bsm" / "shard-0.h5"
+    target = smoke_run / "results" / "attributions" / "builtin" / "test" / "vgg-vanilla" / "bsm" / "shard-0.h5"
     before = read_shard(target)
-    log = smoke_run / "results" / "logs" / "attribute" / "vgg-vanilla" / "bsm" / "shard-0.log"
+    log = smoke_run / "results" / "logs" / "attribute" / "test" / "vgg-vanilla" / "bsm" / "shard-0.log"
     log.unlink()  # the first run's log: wait for the rerun's own
     command = snakemake_command(smoke_run, "--cores", "1", "--forcerun", str(target.relative_to(smoke_run)))
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

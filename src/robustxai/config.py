@@ -17,7 +17,8 @@ DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 ADVERSARIAL_ALGORITHMS = ("adversarial", "advprop")
 CURRICULUM_KEYS = ("clean_epochs", "eps_ramp_epochs")  # training keys that only adversarial models use
 #: defaults of an explainer model's ``explainer`` block (Zeng et al. 2021: lambda 0.35, L2 loss, joint)
-EXPLAINER_DEFAULTS = {"alignment": "robust", "lambda": 0.35, "loss": "l2", "freeze_backbone": False, "branch": {}}
+EXPLAINER_DEFAULTS = {"alignment": "robust", "lambda": 0.35, "loss": "l2", "freeze_backbone": False,
+                      "branch_lr_scale": 0.1, "branch": {}}
 #: the training algorithms a twin of each alignment may have (robust: adversarially trained)
 TWIN_ALGORITHMS = {"robust": ("adversarial",), "standard": ("vanilla",)}
 
@@ -136,11 +137,12 @@ def _explainer_settings(config: dict, name: str, entry: dict) -> dict:
 
 def algorithm_settings(entry: dict) -> dict:
     """The training algorithm's own settings of a resolved model entry (``make_algorithm``'s ``settings``):
-    an explainer's weight (lambda), loss and freeze_backbone; nothing for other algorithms."""
+    an explainer's weight (lambda), loss, freeze_backbone and branch_lr_scale; nothing for other algorithms."""
     if entry["algorithm"] != "explainer":
         return {}
     explainer = entry["explainer"]
-    return {"weight": explainer["lambda"], "loss": explainer["loss"], "freeze_backbone": explainer["freeze_backbone"]}
+    return {"weight": explainer["lambda"], "loss": explainer["loss"], "freeze_backbone": explainer["freeze_backbone"],
+            "branch_lr_scale": explainer["branch_lr_scale"]}
 
 
 def models_to_download(config: dict) -> list[str]:

@@ -17,11 +17,6 @@ import torch
 from torch import nn
 
 DEFAULT_WIDTHS = (256, 128, 64)
-#: The output layer starts with zero-mean weights and this bias. Its inputs are non-negative (they
-#: come out of a ReLU), so with the default initialisation the sign of one random weight sum decides
-#: whether every output starts below 0, where the final ReLU passes no gradient: such a branch (about
-#: half of them, seen on the tiny ResNet) never learns.
-INITIAL_OUTPUT_BIAS = 0.1
 
 
 def transposed_padding(kernel: int, stride: int) -> tuple[int, int]:
@@ -66,17 +61,16 @@ class ExplainerBranch(nn.Module):
             layers.append(nn.ConvTranspose2d(channels[i], channels[i + 1], kernel, stride, padding, output_padding,
                                              bias=last))
             if not last:
-                layers.append(nn.BatchNorm2d(channels[i + 1]))
-            layers.append(nn.ReLU(inplace=True))
+                layers += [nn.BatchNorm2d(channels[i + 1]), nn.ReLU(inplace=True)]
         self.layers = nn.Sequential(*layers)
-        output = layers[-2]
-        with torch.no_grad():  # the final ReLU must start alive (see ``INITIAL_OUTPUT_BIAS``)
-            output.weight -= output.weight.mean((0, 2, 3), keepdim=True)
-            output.bias.fill_(INITIAL_OUTPUT_BIAS)
+
+    def pre_activation(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) features -> (N, out_channels, H, W) maps before the final ReLU (what training fits)."""
+        return self.layers(features)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) features -> (N, out_channels, H, W) non-negative maps."""
-        return self.layers(features)
+        return torch.relu(self.layers(features))
 
 
 def branch_settings(net: nn.Module, image_size: int, requested: dict, in_chans: int = 3) -> dict:

@@ -61,10 +61,12 @@ class ImageClassifier(nn.Module):
             raise ValueError("this model has no explainer branch (train it with algorithm: explainer)")
         return self.explainer(self.features(x))
 
-    def classify_and_explain(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (N, K) and branch maps (N, out_channels, H, W) from one pass through the backbone."""
+    def classify_and_explain(self, x: torch.Tensor, pre_activation: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, K) and branch maps (N, out_channels, H, W) from one pass through the backbone;
+        ``pre_activation``: the maps before the branch's final ReLU (what explainer training fits)."""
         features = self.features(x)
-        return self.net.forward_head(features), self.explainer(features)
+        maps = self.explainer.pre_activation(features) if pre_activation else self.explainer(features)
+        return self.net.forward_head(features), maps
 
 
 def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN,

@@ -63,6 +63,11 @@ class VanillaTraining:
         """Put ``model`` in the modes of a training epoch (all modules in train mode)."""
         model.train()
 
+    def parameter_groups(self, model: nn.Module) -> list[dict]:
+        """The optimiser's parameter groups: ``params`` and ``lr_scale`` (a multiple of the schedule's
+        learning rate); one group of every trainable parameter by default."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+
     def loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              maps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (scalar loss, (N, K) logits whose accuracy is logged); ``maps`` (N, 1, H, W) target maps
@@ -133,19 +138,26 @@ def alignment_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "l
 
 class ExplainerTraining(VanillaTraining):
     """Zeng et al. 2021, Eq. 5: cross-entropy + ``weight`` x the alignment loss between the explainer
-    branch's maps and the target maps (SmoothGrad of a robust twin, or of a standard model for the
+    branch's maps (before its final ReLU: see ``robustxai.models.explainer``) and the target maps (SmoothGrad of a robust twin, or of a standard model for the
     ablation), optimised jointly. With ``freeze_backbone`` only the branch learns (a post-hoc
     explainer of a given classifier): the net's weights and batch-norm statistics stay as loaded.
-    The history gains ``alignment_loss`` per epoch."""
+    The history gains ``alignment_loss`` per epoch.
+
+    The branch learns at ``branch_lr_scale`` x the schedule's learning rate (the paper gives no
+    branch learning rate). The L2-norm loss has a gradient of the same size however close the maps
+    are, and the branch learns from it alone: at the backbone's rate its batch norms and ReLUs died
+    and the maps became constant (tiny nets at lr 0.05, both seeds), at 0.1 x that rate they fit.
+    """
 
     needs_target_maps = True
 
     def __init__(self, attack: AttackSettings | None = None, weight: float = 0.35, loss: str = "l2",
-                 freeze_backbone: bool = False) -> None:
+                 freeze_backbone: bool = False, branch_lr_scale: float = 0.1) -> None:
         del attack
         if loss not in ALIGNMENT_LOSSES:
             raise ValueError(f"alignment loss must be one of {ALIGNMENT_LOSSES}, got '{loss}'")
         self.weight, self.loss_kind, self.freeze_backbone = weight, loss, freeze_backbone
+        self.branch_lr_scale = branch_lr_scale
         self._alignment_sum, self._seen = 0.0, 0
 
     def prepare(self, model):
@@ -161,6 +173,12 @@ class ExplainerTraining(VanillaTraining):
         if self.freeze_backbone:
             model.net.eval()
 
+    def parameter_groups(self, model):
+        branch = list(model.explainer.parameters())
+        mine = {id(p) for p in branch}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in mine]
+        return [{"params": rest, "lr_scale": 1.0}, {"params": branch, "lr_scale": self.branch_lr_scale}]
+
     def loss(self, model, images, labels, maps=None):
         if maps is None:
             raise ValueError("explainer training needs a target map per image")
@@ -168,9 +186,9 @@ class ExplainerTraining(VanillaTraining):
             with torch.no_grad():
                 features = model.features(images)
                 logits = model.net.forward_head(features)
-            predicted = model.explainer(features)
+            predicted = model.explainer.pre_activation(features)
         else:
-            logits, predicted = model.classify_and_explain(images)
+            logits, predicted = model.classify_and_explain(images, pre_activation=True)
         alignment = alignment_loss(predicted, maps, self.loss_kind)
         self._alignment_sum += alignment.item() * len(images)
         self._seen += len(images)

@@ -133,7 +133,7 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     model = algorithm.prepare(model).to(device)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=settings.lr, momentum=settings.momentum,
+    optimizer = torch.optim.SGD(algorithm.parameter_groups(model), lr=settings.lr, momentum=settings.momentum,
                                 nesterov=settings.nesterov, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
     history, start_epoch = [], 0
@@ -158,7 +158,7 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
         for batch in bar:
             step = epoch * steps_per_epoch + batch
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * settings.lr_factor(step, steps_per_epoch)
+                group["lr"] = settings.lr * settings.lr_factor(step, steps_per_epoch) * group["lr_scale"]
             algorithm.set_eps_scale(settings.eps_scale(step, steps_per_epoch))
             idx = order[batch * settings.batch_size:(batch + 1) * settings.batch_size]
             batch_images = train_images[idx] if train_maps is None else torch.cat([train_images[idx], train_maps[idx]], 1)
