@@ -1,7 +1,8 @@
 """Check the default study's bars on a models table and print the numbers behind them.
 
 Bars: every vanilla model >= 90 % clean accuracy; every adversarial model's robust accuracy (under the
-attack its training used, Linf 8/255 in the default study) >= its vanilla twin's + 20 points; OOD accuracy below clean accuracy for every model.
+attack named, Linf 8/255 by default; the default study's L2-trained ResNet is held to it too) >= its
+vanilla twin's + 20 points; OOD accuracy below clean accuracy for every model.
 Usage: python benchmarks/check_default_study.py results/tables/models.csv [attack name, default linf_8]
 """
 import sys
