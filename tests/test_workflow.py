@@ -28,7 +28,7 @@ def planned_jobs(output):
         if m := re.match(r"^(?:local)?rule (\w+):", line.strip()):
             rule = m.group(1)
             jobs.append([rule, None])
-        elif (m := re.match(r"^wildcards: model=([^,\s]+)", line.strip())) and jobs:
+        elif (m := re.match(r"^wildcards: (?:.*, )?model=([^,\s]+)", line.strip())) and jobs:
             jobs[-1][1] = m.group(1)
     return sorted(tuple(job) for job in jobs)
 
@@ -77,14 +77,21 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
-    # its own jobs (8 methods x 2 shards, 4 metric tables, its map grid), the jobs that read its
-    # checkpoint (vgg-vanilla's maps taken from it, and their grid), and the study-wide aggregation
+    # its own jobs (8 methods x 2 shards and its 2 alignment-target shards, 4 metric tables, its map
+    # grid); the jobs that read its checkpoint or targets: vgg-vanilla's maps taken from it, the
+    # explainer that learns its targets (training, evaluation, maps, 2 metric tables) and the maps
+    # vgg-vanilla borrows from that explainer, their grids and the latency rows of both timed models;
+    # and the study-wide aggregation
     assert jobs == [("aggregate_models", None), ("all", None), ("analyse", None)] + \
-        [("attribute", "vgg-pgd_l2")] * 16 + [("attribute", "vgg-vanilla")] * 2 + \
-        [("evaluate_model", "vgg-pgd_l2"), ("explainability_table", None), ("findings", None),
-         ("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")] + [("metric", "vgg-pgd_l2")] * 4 + \
-        [("summary_plots", None), ("train_model", "vgg-pgd_l2")]
-    assert output_methods(snakemake(smoke_run, "-n", config=edited).stdout, "vgg-vanilla") == {"smoothgrad_of_robust"}
+        [("attribute", "vgg-explainer")] * 2 + [("attribute", "vgg-pgd_l2")] * 18 + \
+        [("attribute", "vgg-vanilla")] * 4 + \
+        [("evaluate_model", "vgg-explainer"), ("evaluate_model", "vgg-pgd_l2"), ("explainability_table", None),
+         ("findings", None), ("latency", "vgg-explainer"), ("latency", "vgg-vanilla"), ("latency_table", None),
+         ("map_grid", "vgg-explainer"), ("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")] + \
+        [("metric", "vgg-explainer")] * 2 + [("metric", "vgg-pgd_l2")] * 4 + \
+        [("summary_plots", None), ("train_model", "vgg-explainer"), ("train_model", "vgg-pgd_l2")]
+    assert output_methods(snakemake(smoke_run, "-n", config=edited).stdout, "vgg-vanilla") == \
+        {"smoothgrad_of_robust", "explainer_of_robust_aligned"}
 
 
 def test_attribution_shards_hold_maps_and_provenance(smoke_run):
