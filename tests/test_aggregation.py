@@ -154,7 +154,8 @@ def test_findings_verdicts_on_a_constructed_run():
 def test_every_method_has_a_family_and_every_metric_says_which_way_is_better():
     for name in METHODS:
         if name != "robust_counterpart":  # takes its base method's family
-            assert method_class(name).family in ("gradient", "perturbation", "cam", "boundary", "baseline"), name
+            assert method_class(name).family in ("gradient", "perturbation", "cam", "boundary", "learned",
+                                                 "baseline"), name
     for name in METRICS:
         directions = metric_class(name).higher_is_better
         assert bool(directions) == (name != "sanity_randomisation"), name

@@ -136,17 +136,17 @@ def test_metrics_section_defaults_and_errors(config):
 
 def explainer_config(config, **explainer):
     config["models"]["resnet_tiny-explainer"] = {"arch": "cifar_resnet_tiny", "algorithm": "explainer",
-                                                 "explainer": {"twin": "resnet_tiny-pgd_linf", **explainer}}
+                                                 "explainer": {"twin": "resnet_tiny-pgd_l2", **explainer}}
     return config
 
 
 def test_explainer_models_name_a_suitable_twin(config):
     entry = resolve_model(explainer_config(config), "resnet_tiny-explainer")
     assert entry["explainer"] == {"alignment": "robust", "branch": {}, "freeze_backbone": False, "lambda": 0.35,
-                                  "loss": "l2", "twin": "resnet_tiny-pgd_linf", "branch_lr_scale": 0.1}
+                                  "loss": "l2", "twin": "resnet_tiny-pgd_l2", "branch_lr_scale": 0.1}
     assert entry["image_size"] == 32 and "attack" not in entry
     with pytest.raises(ConfigError, match="alignment 'standard' learns the maps of a vanilla model, but twin "
-                                          "'resnet_tiny-pgd_linf' is adversarial"):
+                                          "'resnet_tiny-pgd_l2' is adversarial"):
         resolve_model(explainer_config(config, alignment="standard"), "resnet_tiny-explainer")
     with pytest.raises(ConfigError, match="explainer.twin must name the configured model"):
         resolve_model(explainer_config(config, twin="ghost"), "resnet_tiny-explainer")
@@ -154,7 +154,7 @@ def test_explainer_models_name_a_suitable_twin(config):
         resolve_model(explainer_config(config, freeze_backbone=True), "resnet_tiny-explainer")
     config["models"]["resnet_tiny-explainer"]["init_from"] = "resnet_tiny-vanilla"
     assert resolve_model(config, "resnet_tiny-explainer")["init_from"] == "resnet_tiny-vanilla"
-    config["models"]["resnet_tiny-vanilla"]["explainer"] = {"twin": "resnet_tiny-pgd_linf"}
+    config["models"]["resnet_tiny-vanilla"]["explainer"] = {"twin": "resnet_tiny-pgd_l2"}
     with pytest.raises(ConfigError, match="'explainer' is a setting of trained models with algorithm: explainer"):
         resolve_model(config, "resnet_tiny-vanilla")
     with pytest.raises(ConfigError, match="init_from must name another configured model"):
@@ -168,8 +168,8 @@ def test_alignment_targets_are_attribution_jobs_of_the_train_split(config):
     explainer_config(config)
     alignment = resolve_alignment(config)
     train_size = config["dataset"]["builtin"]["sizes"]["train"]
-    assert alignment["twins"] == ["resnet_tiny-pgd_l2", "resnet_tiny-pgd_linf", "resnet_tiny-vanilla"]
-    assert alignment["shards"] == -(-train_size // 5000)
+    assert alignment["twins"] == ["resnet_tiny-pgd_l2", "resnet_tiny-vanilla"]
+    assert alignment["shards"] == -(-train_size // config["alignment"]["images_per_shard"])
     assert resolve_alignment({**config, "alignment": {"images_per_shard": 1000}})["shards"] == -(-train_size // 1000)
     jobs = attribution_jobs(resolve_attribution(config), alignment)
     target = jobs["train/alignment_target"]

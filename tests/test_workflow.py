@@ -157,7 +157,7 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
 
     across = pd.read_csv(results / "correlations" / "across_models.csv")
     model_level = across[across["method"] == "-"]
-    assert (model_level["n"] == 4).all() and {"spearman", "pearson"} == set(model_level["kind"])
+    assert (model_level["n"] == 5).all() and {"spearman", "pearson"} == set(model_level["kind"])  # every model
     within = pd.read_csv(results / "correlations" / "within_models.csv").dropna(subset=["r"])
     assert within["r"].between(-1, 1).all() and (within["ci_low"] <= within["r"] + 1e-12).all()
     assert set(within[within["model"] == "vgg-vanilla"]["y"]) >= {"insertion", "deletion"}
@@ -207,7 +207,8 @@ def test_robust_counterpart_maps_come_from_the_twin(smoke_run):
     twin, _ = load_checkpoint(smoke_run / "results" / "models" / "vgg-pgd_l2.pt")
     images, _ = load_split(smoke_run / "results" / "data" / "builtin" / "test.npz").tensors()
     expected = make_method("smoothgrad", samples=8).explain(twin, images[shard.index], torch.from_numpy(shard.target))
-    assert np.allclose(shard.maps, expected.numpy(), atol=1e-5)
+    # the job ran in its tuned memory layout and batch size: float rounding, up to ~3e-4 of the largest value
+    assert np.allclose(shard.maps, expected.numpy(), rtol=1e-3, atol=1e-5)
 
 
 def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):
@@ -272,7 +273,8 @@ def test_explainer_study_end_to_end(smoke_run):
         maps = np.concatenate([s.maps for s in shards])
         assert maps.min() >= 0 and np.allclose(maps.max((1, 2)), 1)  # magnitude, divided by its max per image
         assert shards[0].attrs["channel_rule"] == "abs_mean over channels, then per-image max scaling"
-        assert shards[0].attrs["settings"] == {"samples": 4} and shards[0].attrs["target_kind"] == "label"
+        assert shards[0].attrs["settings"] == {"samples": 4, "noise": 0.15, "reduction": "abs_mean", "normaliser": "max"}
+        assert shards[0].attrs["target_kind"] == "label"
     joint, payload = load_checkpoint(results / "models" / "vgg-explainer.pt")
     assert payload["explainer"]["strides"] == [2, 2, 1, 1] and payload["meta"]["algorithm"] == "explainer"
     history = pd.read_csv(results / "models" / "vgg-explainer.history.csv")
