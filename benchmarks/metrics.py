@@ -18,7 +18,7 @@ import time
 import torch
 
 from robustxai.metrics import MetricBatch, make_metric
-from robustxai.metrics.base import pixel_order
+from robustxai.metrics.ranking import rank_pixels
 from robustxai.metrics.causal import blurred_start, normalisation_mean
 from robustxai.models import build_classifier
 from robustxai.tuning import adopt_fastest_layout
@@ -64,7 +64,7 @@ def main() -> None:
     mean = normalisation_mean(model, 3)
     blurred = blurred_start(images, mean)
     grey = mean.view(3, 1, 1).expand(3, 32, 32)
-    order = pixel_order(maps)
+    order = rank_pixels(maps)
     per_step = math.ceil(32 * 32 / args.steps)
     def run_loop(net):
         started = time.perf_counter()

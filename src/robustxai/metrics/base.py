@@ -73,8 +73,3 @@ def finite_maps(maps: torch.Tensor) -> torch.Tensor:
     """``maps`` with NaN and +-inf replaced by 0, as float32."""
     return torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
 
-
-def pixel_order(maps: torch.Tensor) -> torch.Tensor:
-    """(N, H*W) pixel indices from the most to the least salient; ties go to the lower index first
-    (a stable sort), so the order is deterministic on every device."""
-    return torch.sort(finite_maps(maps).flatten(1), dim=1, descending=True, stable=True).indices

@@ -1,6 +1,7 @@
 """Insertion and deletion (Petsiuk et al. 2018, RISE section 4.1), batched over whole curves.
 
-Pixels are ranked by the map (``pixel_order``). Deletion starts from the image and replaces
+Pixels are ranked by the map (``robustxai.metrics.ranking.rank_pixels``: the signed map, ties in
+index order, unless the ``reduction`` / ``tie_break_seed`` settings say otherwise). Deletion starts from the image and replaces
 ``ceil(H W / steps)`` pixels per step, most salient first, with a substrate (the model's
 normalisation mean, i.e. zero in normalised space, by default); insertion starts from a blurred copy
 (Gaussian kernel 11, sigma 5, zero padding in normalised space) and puts the image's pixels back in
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustxai.metrics.base import Metric, MetricBatch, pixel_order
+from robustxai.metrics.base import Metric, MetricBatch
+from robustxai.metrics.ranking import RankingPolicy, rank_pixels
 from robustxai.tuning import fastest_batch_size, model_memory_format
 
 
@@ -87,7 +89,8 @@ class _CausalMetric(Metric):
     mode = ""
 
     def __init__(self, steps: int = 224, batch_size: int | str = "auto", blur_size: int = 11,
-                 blur_sigma: float = 5.0) -> None:
+                 blur_sigma: float = 5.0, reduction: str = "sum", tie_break_seed: int | None = None) -> None:
+        self.ranking = RankingPolicy("pixel", reduction, tie_break_seed)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
@@ -103,8 +106,8 @@ class _CausalMetric(Metric):
         if self.batch_size == "auto":
             self.batch_size = fastest_batch_size(model, tuple(start.shape[1:]), "forward", start.device,
                                                  inputs_in_model_layout=self.inputs_in_model_layout)
-        scores = causal_curves(model, start, finish, pixel_order(batch.maps), batch.targets, self.steps,
-                               self.batch_size)
+        order = rank_pixels(batch.maps, self.ranking.reduction, self.ranking.tie_break_seed)
+        scores = causal_curves(model, start, finish, order, batch.targets, self.steps, self.batch_size)
         return {self.mode: curve_auc(scores), f"{self.mode}_start": scores[:, 0], f"{self.mode}_end": scores[:, -1]}
 
 
