@@ -13,6 +13,7 @@ from robustxai.registry import build, registered_class
 METRICS: dict[str, str] = {
     "insertion": "causal:Insertion",
     "deletion": "causal:Deletion",
+    "road": "road:ROAD",
     "pointing_game": "localisation:PointingGame",
     "energy_in_box": "localisation:EnergyInBox",
     "box_iou": "localisation:BoxIoU",
