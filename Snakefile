@@ -20,6 +20,7 @@ include: "workflow/rules/attribute.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/latency.smk"
+include: "workflow/rules/roar.smk"
 
 
 rule all:
@@ -29,4 +30,5 @@ rule all:
         metric_outputs(),
         aggregation_outputs(),
         latency_outputs(),
+        roar_outputs(),
     default_target: True

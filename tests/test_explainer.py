@@ -146,7 +146,7 @@ def test_train_model_job_reads_targets_from_shards_and_starts_from_init(digits, 
                                      probs=np.zeros((len(index), 10))), paths[-1])
     maps = target_maps([str(p) for p in paths], 512)
     assert maps.shape == (512, 1, 32, 32) and maps[199].max() == 1 and maps[200].min() == 2
-    with pytest.raises(ValueError, match="cover 200 of 512 training images"):
+    with pytest.raises(ValueError, match="cover 200 of 512 images"):
         target_maps([str(paths[0])], 512)
     entry = {"arch": "cifar_resnet_tiny", "num_classes": 10, "mean": [0.5] * 3, "std": [0.25] * 3, "arch_args": {},
              "algorithm": "explainer", "image_size": 32, "init_from": "vanilla",

@@ -330,11 +330,101 @@ def resolve_alignment(config: dict) -> dict | None:
     return canonical(section)
 
 
-def attribution_jobs(attribution: dict | None, alignment: dict | None) -> dict[str, dict]:
+ROAR_DEFAULTS = {"fractions": [0.2, 0.4, 0.6, 0.8], "repeats": 1, "ranking": "pixel", "reduction": "sum",
+                 "tie_break_seed": 0, "images_per_shard": 5000, "train_images": None, "test_images": None,
+                 "training": {}, "leakage": {}, "blur": None}
+LEAKAGE_DEFAULTS = {"training": {}, "margin": 0.05}
+#: the ROAR splits: the retrained model learns the modified train split and is tested on the test split
+ROAR_SPLITS = ("train", "test")
+#: the name of the ROAR anchor (fraction 0: unmodified images) in ROAR paths and tables
+UNMODIFIED = "unmodified"
+BLURRED_SUFFIX = "_blurred"
+
+
+def resolve_roar(config: dict, attribution: dict | None) -> dict | None:
+    """The roar section, or None if absent: ``entries`` (ROAR row name -> ``method`` (attribution
+    method), ``blur_sigma`` (None, or the blur control's sigma) and ``models``), ``models`` (every
+    explained model), ``fractions``, ``repeats``, ``ranking`` (rank_pixels policy), ``training`` (overrides
+    of each model's recipe), ``leakage``, and ``splits``: per ROAR split its ``images`` (used),
+    ``images_per_shard`` (the attribution section's where it covers that split) and ``shards``."""
+    if "roar" not in config:
+        return None
+    if attribution is None:
+        raise ConfigError("config.roar ranks pixels by attribution maps: add an 'attribution' section")
+    section = {**ROAR_DEFAULTS, **config["roar"]}
+    section.setdefault("models", list(attribution["models"]))
+    methods = section["methods"]
+    methods = {name: {} for name in methods} if isinstance(methods, list) else methods
+    entries = {}
+    for name, settings in methods.items():
+        if name not in attribution["methods"]:
+            raise ConfigError(f"config.roar.methods: '{name}' is not an attribution method; configured: "
+                              f"{sorted(attribution['methods'])}")
+        models = settings.get("models", section["models"])
+        unexplained = sorted(set(models) - set(attribution["methods"][name]["models"]))
+        if unexplained:
+            raise ConfigError(f"config.roar.methods.{name}: {unexplained} are not explained by '{name}' in the "
+                              "attribution section (its 'models')")
+        entries[name] = {"method": name, "blur_sigma": None, "models": list(models)}
+    registered = {name: method_name(name, attribution["methods"][name]) for name in entries}
+    if "random" not in registered.values():
+        raise ConfigError("config.roar.methods: add the random baseline (a method 'random'), the reference every "
+                          "ROAR drop is read against")
+    if section["blur"] is not None:
+        blurred = section["blur"].get("methods", [m for m in entries if registered[m] != "random"])
+        unknown = sorted(set(blurred) - set(entries))
+        if unknown:
+            raise ConfigError(f"config.roar.blur.methods: {unknown} are not ROAR methods")
+        for name in blurred:
+            if name + BLURRED_SUFFIX in entries:
+                raise ConfigError(f"config.roar: '{name}{BLURRED_SUFFIX}' names both a method and the blur control of '{name}'")
+            entries[name + BLURRED_SUFFIX] = {**entries[name], "blur_sigma": section["blur"]["sigma"]}
+    if UNMODIFIED in entries:
+        raise ConfigError(f"config.roar.methods: '{UNMODIFIED}' names the anchor (unmodified images); rename the method")
+    fractions = sorted(set(float(f) for f in section["fractions"]))
+    sizes = split_sizes(config["dataset"])
+    splits = {}
+    for split in ROAR_SPLITS:
+        if split not in all_split_names(config["dataset"]):
+            raise ConfigError(f"config.roar: the dataset has no '{split}' split")
+        known, chosen = sizes.get(split), section[f"{split}_images"]
+        if known is None and chosen is None:
+            raise ConfigError(f"config.roar.{split}_images: the size of the {split} split of dataset kind "
+                              f"'{config['dataset']['kind']}' is not known before it is read; set how many images ROAR uses")
+        images = min(n for n in (known, chosen) if n is not None)
+        per_shard = attribution["images_per_shard"] if attribution["split"] == split else section["images_per_shard"]
+        splits[split] = {"images": images, "images_per_shard": per_shard, "shards": math.ceil(images / per_shard)}
+    return canonical({
+        "entries": entries, "models": list(dict.fromkeys(m for e in entries.values() for m in e["models"])),
+        "fractions": fractions, "repeats": section["repeats"],
+        "ranking": {key: section[key] for key in ("ranking", "reduction", "tie_break_seed")},
+        "training": section["training"], "leakage": {**LEAKAGE_DEFAULTS, **section["leakage"]}, "splits": splits})
+
+
+def roar_recipe(config: dict, roar: dict, model: str, repeat: int = 0, leakage: bool = False) -> dict:
+    """What a ROAR retraining of ``model`` depends on: ``arch``, ``arch_args``, ``num_classes``,
+    ``mean``, ``std`` and ``training``: the model's own training settings (the config's defaults for
+    models not trained here), vanilla (no adversarial curriculum), updated by ``roar.training`` (and
+    ``roar.leakage.training`` for the mask-only control), the seed shifted by ``repeat``."""
+    entry = resolve_model(config, model)
+    training = {**config.get("training", {}), **entry.get("training", {}), **roar["training"]}
+    if leakage:
+        training.update(roar["leakage"]["training"])
+    for key in CURRICULUM_KEYS:
+        training.pop(key, None)
+    training["seed"] = training.get("seed", 0) + repeat
+    return canonical({"arch": entry["arch"], "arch_args": entry["arch_args"], "num_classes": entry["num_classes"],
+                      "mean": entry.get("mean", list(config["dataset"].get("mean", DEFAULT_MEAN))),
+                      "std": entry.get("std", list(config["dataset"].get("std", DEFAULT_STD))), "training": training})
+
+
+def attribution_jobs(attribution: dict | None, alignment: dict | None, roar: dict | None = None) -> dict[str, dict]:
     """Every kind of attribution job, keyed "<split>/<method>": the split, method (config name),
-    settings (what the maps depend on), models, shards, images_per_shard, images_per_batch, target
-    (predicted or label) and dtype. The attribution section gives one per method; explainer models'
-    targets one more (``alignment_target`` on the train split of the twins, explaining the label)."""
+    settings (what the maps depend on), models, shards (how many the attribution section's metrics
+    read), images_per_shard, images_per_batch, target (predicted or label) and dtype. The attribution
+    section gives one per method; explainer models' targets one more (``alignment_target`` on the
+    train split of the twins, explaining the label); ROAR the maps of its methods on the train and
+    test splits (the section's own where it covers the split; more shards of them)."""
     jobs = {}
     if attribution is not None:
         common = {key: attribution[key] for key in ("shards", "images_per_shard", "images_per_batch", "target", "dtype")}
@@ -347,4 +437,14 @@ def attribution_jobs(attribution: dict | None, alignment: dict | None) -> dict[s
             "split": "train", "method": ALIGNMENT_METHOD, "settings": alignment["target"], "models": alignment["twins"],
             "shards": alignment["shards"], "images_per_shard": alignment["images_per_shard"],
             "images_per_batch": alignment["images_per_batch"], "target": "label", "dtype": "float32"}
+    if roar is not None:
+        for entry in roar["entries"].values():
+            for split, plan in roar["splits"].items():
+                key = f"{split}/{entry['method']}"
+                job = jobs.setdefault(key, {
+                    "split": split, "method": entry["method"], "models": [],
+                    "settings": method_settings(attribution["methods"][entry["method"]]), "shards": 0,
+                    "images_per_shard": plan["images_per_shard"], "images_per_batch": attribution["images_per_batch"],
+                    "target": attribution["target"], "dtype": attribution["dtype"]})
+                job["models"] = list(dict.fromkeys([*job["models"], *entry["models"]]))
     return canonical(jobs)

@@ -86,10 +86,12 @@ if METRICS is not None:
             ranking=rules.analyse.output.method_ranking,
             within=rules.analyse.output.within_models,
             scores=rules.analyse.output.model_scores,
+            **explainer_findings_inputs(),
         output:
             report(f"{R}/findings.md", caption="../report/findings.rst", category="0. Findings"),
         params:
             summary=run_summary(),
+            explainer_study=explainer_study(),
         log:
             f"{R}/logs/aggregate/findings.log",
         conda:

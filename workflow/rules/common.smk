@@ -25,7 +25,10 @@ from robustxai.config import (
     resolve_latency,
     resolve_metrics,
     resolve_model,
+    resolve_roar,
+    roar_recipe,
     split_names,
+    UNMODIFIED,
 )
 
 min_version("9.0")
@@ -43,7 +46,8 @@ ATTRIBUTION = resolve_attribution(config)  # None when the config has no attribu
 METRICS = resolve_metrics(config, ATTRIBUTION)  # None when the config has no metrics section
 ALIGNMENT = resolve_alignment(config)  # None when no model is an explainer
 LATENCY = resolve_latency(config, ATTRIBUTION)  # None when the config has no latency section
-ATTRIBUTION_JOBS = attribution_jobs(ATTRIBUTION, ALIGNMENT)  # "<split>/<method>" -> what its shard jobs do
+ROAR = resolve_roar(config, ATTRIBUTION)  # None when the config has no roar section
+ATTRIBUTION_JOBS = attribution_jobs(ATTRIBUTION, ALIGNMENT, ROAR)  # "<split>/<method>" -> what its shard jobs do
 AGGREGATION = {"resamples": 1000, "seed": 0, "grid_images": 6, **config.get("aggregation", {})}
 ENV = "../../envs/robustxai.yaml"
 
@@ -68,14 +72,26 @@ def shard_path(split="{split}", model="{model}", method="{method}", shard="{shar
     return f"{R}/attributions/{DATASET['name']}/{split}/{model}/{method}/shard-{shard}.h5"
 
 
-def shard_paths(split, model, method):
-    """Every attribution shard of one (split, model, method)."""
-    return [shard_path(split, model, method, k) for k in range(ATTRIBUTION_JOBS[f"{split}/{method}"]["shards"])]
+def shard_paths(split, model, method, count=None):
+    """The first ``count`` attribution shards of one (split, model, method) (default: as many as the
+    attribution section's metrics, or the explainers' training, read)."""
+    count = ATTRIBUTION_JOBS[f"{split}/{method}"]["shards"] if count is None else count
+    return [shard_path(split, model, method, k) for k in range(count)]
 
 
 def metric_path(model="{model}", method="{method}", metric="{metric}"):
     """One per-image metric table of one model's maps of one method."""
     return f"{R}/metrics/{DATASET['name']}/{model}/{method}/{metric}.parquet"
+
+
+def roar_path(model="{model}", method="{method}", fraction="{fraction}", repeat="{repeat}"):
+    """One ROAR cell: a retraining on images with the top ``fraction`` removed by ``method``'s maps."""
+    return f"{R}/roar/{DATASET['name']}/{model}/{method}/{fraction}-{repeat}.json"
+
+
+def leakage_path(model="{model}", method="{method}", fraction="{fraction}"):
+    """The mask-only control of one ROAR cell."""
+    return f"{R}/roar/{DATASET['name']}/{model}/{method}/{fraction}-leakage.json"
 
 
 def latency_path(model="{model}"):
@@ -251,3 +267,75 @@ def scored_methods():
     """Settings of the attribution methods some metric scores, by name (what the tables depend on)."""
     scored = {method for settings in METRICS.values() for method in settings["methods"]}
     return {name: settings for name, settings in ATTRIBUTION["methods"].items() if name in scored}
+
+
+def fraction_label(fraction):
+    """A ROAR fraction as it appears in paths: 0.2 -> "0.2" (0 -> "0")."""
+    return f"{float(fraction):g}"
+
+
+def roar_cells():
+    """Every ROAR output as {model, method, fraction (label), repeat}: each entry's models x fractions x
+    repeats, plus each model's unmodified anchor (fraction 0) per repeat."""
+    if ROAR is None:
+        return []
+    cells = [{"model": model, "method": name, "fraction": fraction_label(fraction), "repeat": repeat}
+             for name, entry in ROAR["entries"].items() for model in entry["models"]
+             for fraction in ROAR["fractions"] for repeat in range(ROAR["repeats"])]
+    cells += [{"model": model, "method": UNMODIFIED, "fraction": "0", "repeat": repeat}
+              for model in ROAR["models"] for repeat in range(ROAR["repeats"])]
+    return cells
+
+
+def roar_map_inputs(wildcards):
+    """The map shards a ROAR job reads: its method's maps of the ROAR images of the train and test
+    splits (none for the unmodified anchor)."""
+    if wildcards.method == UNMODIFIED:
+        return {"train_maps": [], "test_maps": []}
+    method = ROAR["entries"][wildcards.method]["method"]
+    return {f"{split}_maps": shard_paths(split, wildcards.model, method, plan["shards"])
+            for split, plan in ROAR["splits"].items()}
+
+
+def roar_entry(wildcards):
+    """The ROAR row a job computes: method, blur_sigma and models (the anchor: no method)."""
+    if wildcards.method == UNMODIFIED:
+        return {"method": None, "blur_sigma": None}
+    return {key: value for key, value in ROAR["entries"][wildcards.method].items() if key != "models"}
+
+
+def roar_outputs():
+    """The ROAR table and plot (none without a roar section)."""
+    return [] if ROAR is None else [f"{R}/tables/roar.csv", f"{R}/plots/roar.png"]
+
+
+def explainer_alignments():
+    """Explainer model -> its alignment (robust / standard)."""
+    return {name: resolve_model(config, name)["explainer"]["alignment"] for name in models_by_source(config, "train")
+            if config["models"][name].get("algorithm") == "explainer"}
+
+
+def explainer_study():
+    """What the second study's findings need besides their input files (None without explainer models):
+    the explainers' alignments, the last-block sanity metrics, and the settings of the methods they and
+    ROAR score (whose families the findings read)."""
+    if not explainer_alignments():
+        return None
+    last_block = [name for name, settings in METRICS.items()
+                  if settings["metric"] == "sanity_randomisation" and settings.get("mode") == "last_block"]
+    used = {method for name in last_block for method in METRICS[name]["methods"]}
+    used |= {entry["method"] for entry in (ROAR["entries"].values() if ROAR is not None else [])}
+    return {"alignments": explainer_alignments(), "last_block_metrics": last_block,
+            "methods": {method: settings for method, settings in ATTRIBUTION["methods"].items() if method in used}}
+
+
+def explainer_findings_inputs():
+    """The tables the second study's findings read: ROAR, latency and the per-image metric values."""
+    if not explainer_alignments():
+        return {}
+    inputs = {"per_image": f"{R}/tables/per_image.parquet"}
+    if ROAR is not None:
+        inputs["roar"] = f"{R}/tables/roar.csv"
+    if LATENCY is not None:
+        inputs["latency"] = f"{R}/tables/latency.csv"
+    return inputs

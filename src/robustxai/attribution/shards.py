@@ -68,3 +68,19 @@ def read_shard(path: str | os.PathLike) -> AttributionShard:
         extras = {name: data[()] for name, data in f["extras"].items()} if "extras" in f else {}
         return AttributionShard(maps=f["maps"][()], index=f["index"][()], target=f["target"][()],
                                 predicted=f["predicted"][()], probs=f["probs"][()], attrs=attrs, extras=extras)
+
+
+def gather_maps(paths: list[str | os.PathLike], count: int) -> np.ndarray:
+    """Maps (count, H, W) float32 of images 0..count-1 of a split, gathered from its attribution shards
+    in image order (shards may cover more images); raises ValueError naming the first missing images."""
+    shards = [read_shard(path) for path in paths]
+    index = np.concatenate([shard.index for shard in shards]) if shards else np.empty(0, dtype=np.int64)
+    missing = np.setdiff1d(np.arange(count), index)
+    if len(missing):
+        raise ValueError(f"the shards cover {count - len(missing)} of {count} images (first missing: "
+                         f"{missing[:5].tolist()})")
+    maps = np.concatenate([shard.maps for shard in shards]).astype(np.float32)
+    keep = index < count
+    ordered = np.empty((count, *maps.shape[1:]), dtype=np.float32)
+    ordered[index[keep]] = maps[keep]
+    return ordered

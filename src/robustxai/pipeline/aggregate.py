@@ -95,16 +95,33 @@ def analysis_job(per_image_path: str, explainability_path: str, models_path: str
 
 
 def findings_job(models_path: str, methods_path: str, comparisons_path: str, ranking_path: str,
-                 within_path: str, scores_path: str, output_path: str, run_summary: str) -> list:
-    """Write ``findings.md``: the paper's five findings checked against this run."""
+                 within_path: str, scores_path: str, output_path: str, run_summary: str,
+                 explainer_study: dict | None = None) -> list:
+    """Write ``findings.md``: the paper's five findings checked against this run, then, when the study
+    has explainer models (``explainer_study``: ``alignments`` explainer model -> robust / standard,
+    ``methods`` every attribution method's settings, ``last_block_metrics``, and the paths ``roar``,
+    ``latency``, ``per_image``, each None when the run lacks it), the second study's five."""
     models = pd.read_csv(models_path)
     catalogue = pd.read_csv(methods_path)
     comparisons = pd.read_csv(comparisons_path)
     scores = pd.read_csv(scores_path).set_index("model")["explainability_score"]
     findings = check_findings(models, comparisons, pd.read_csv(ranking_path), pd.read_csv(within_path), scores,
                               dict(zip(catalogue["method"], catalogue["registered"])))
+    text = findings_markdown(findings, run_summary)
+    if explainer_study:
+        from robustxai.aggregation.explainer_findings import check_explainer_findings, explainer_findings_markdown
+
+        def read(key, reader):
+            return reader(explainer_study[key]) if explainer_study.get(key) else None
+
+        second = check_explainer_findings(read("roar", pd.read_csv), read("latency", pd.read_csv),
+                                          read("per_image", pd.read_parquet),
+                                          method_catalogue(explainer_study["methods"]), explainer_study["alignments"],
+                                          explainer_study["last_block_metrics"])
+        text += explainer_findings_markdown(second)
+        findings += second
     _mkdirs(output_path)
-    Path(output_path).write_text(findings_markdown(findings, run_summary))
+    Path(output_path).write_text(text)
     return findings
 
 

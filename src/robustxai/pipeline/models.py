@@ -5,10 +5,9 @@ import csv
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from robustxai.attribution.shards import read_shard
+from robustxai.attribution.shards import gather_maps
 from robustxai.config import algorithm_settings
 from robustxai.data.download import verify_digest
 from robustxai.data.splits import load_split
@@ -34,16 +33,11 @@ def write_history(history: list[dict], path: str | Path) -> None:
 def target_maps(shard_paths: list[str], count: int) -> torch.Tensor:
     """The target maps (count, 1, H, W) of images 0..count-1 of a split, gathered from attribution shards
     (e.g. ``alignment_target`` shards of the train split); raises ValueError naming the missing images."""
-    shards = [read_shard(path) for path in shard_paths]
-    index = np.concatenate([shard.index for shard in shards]) if shards else np.empty(0, dtype=np.int64)
-    missing = np.setdiff1d(np.arange(count), index)
-    if len(missing):
-        raise ValueError(f"the target shards cover {count - len(missing)} of {count} training images (first missing: "
-                         f"{missing[:5].tolist()}); raise alignment.shards or alignment.images_per_shard")
-    maps = np.concatenate([shard.maps for shard in shards]).astype(np.float32)
-    ordered = np.empty((count, *maps.shape[1:]), dtype=np.float32)
-    ordered[index] = maps
-    return torch.from_numpy(ordered)[:, None]
+    try:
+        return torch.from_numpy(gather_maps(shard_paths, count))[:, None]
+    except ValueError as error:
+        raise ValueError(f"target maps of the training images: {error}; raise alignment.shards or "
+                         "alignment.images_per_shard") from error
 
 
 def initial_model(entry: dict, init_path: str | None) -> ImageClassifier:

@@ -1,0 +1,163 @@
+"""The second study's findings (Zeng et al. 2021, see ../shared/reference/explainer-and-faithfulness.md
+section 4) checked against one run's ROAR, latency and sanity tables, each with a verdict and the
+numbers that decide it.
+
+Decision rules. "The explainer" is a method of family "learned" on a model whose alignment is
+robust (a), or each explainer model (c, d, e). ROAR accuracies are means over repeats of the final
+epoch's test accuracy (lower = more faithful); blurred controls are left out of the orderings.
+(a) at the largest fraction the explainer's accuracy is the lowest of every method on its model;
+(b) the robust twin's SmoothGrad (``robust_counterpart``) is below the model's own saliency
+(``gradient``) at every fraction above 0, on every model that has both; (c) at the largest fraction
+the robust-aligned explainer's accuracy is below the standard-aligned one's; (d) the explainer's
+batch-1 latency is below every other method's (but the random baseline's) on each explainer model; (e) after last-block randomisation the
+explainer's maps change (mean |Spearman| with the original maps below 0.5) while every
+gradient-family method's do not (at least 0.5). A finding whose inputs are missing is
+"inconclusive". Differences of about one point of accuracy are within seed noise for one repeat.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from robustxai.aggregation.findings import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Finding, _fmt
+
+#: mean |Spearman| between original and randomised maps below which a method's maps "change"
+CHANGED_BELOW = 0.5
+
+
+def _roar_methods(roar: pd.DataFrame) -> pd.DataFrame:
+    """ROAR rows of attribution methods (no blurred controls) at fractions above 0."""
+    return roar[(roar["fraction"] > 0) & ~roar["method"].str.endswith("_blurred")]
+
+
+def lowest_roar_finding(roar: pd.DataFrame | None, families: dict[str, str], alignments: dict[str, str]) -> Finding:
+    """(a) the robust-aligned explainer has the lowest ROAR accuracy at the largest fraction."""
+    finding = Finding("a", "At the largest fraction removed, the learned explainer has the lowest ROAR accuracy, "
+                           "below occlusion and the robust twin's SmoothGrad.", INCONCLUSIVE)
+    rows = pd.DataFrame() if roar is None else _roar_methods(roar)
+    models = [m for m in rows["model"].unique() if alignments.get(m) == "robust"] if len(rows) else []
+    checked = []
+    for model in models:
+        part = rows[rows["model"] == model]
+        last = part[part["fraction"] == part["fraction"].max()].sort_values("accuracy")
+        learned = last[last["method"].map(families).eq("learned")]
+        if learned.empty or len(last) < 2:
+            continue
+        finding.evidence.append(f"{model} at {last['fraction'].iloc[0]:g}: " + ", ".join(
+            f"{r.method} {_fmt(r.accuracy)}{' (mask leaks)' if r.confounded else ''}" for r in last.itertuples()))
+        checked.append(last["method"].iloc[0] in set(learned["method"]))
+    if not checked:
+        finding.evidence.append("needs ROAR of a robust-aligned explainer model with its explainer and other methods")
+        return finding
+    finding.verdict = REPRODUCED if all(checked) else NOT_REPRODUCED
+    return finding
+
+
+def robust_attribution_finding(roar: pd.DataFrame | None, registered: dict[str, str]) -> Finding:
+    """(b) the robust twin's SmoothGrad is below the model's own saliency at every fraction."""
+    finding = Finding("b", "The robust twin's SmoothGrad (robust attribution) is more faithful than the model's own "
+                           "saliency at every fraction.", INCONCLUSIVE)
+    rows = pd.DataFrame() if roar is None else _roar_methods(roar)
+    checked = []
+    for model, part in (rows.groupby("model", sort=False) if len(rows) else []):
+        kinds = part["method"].map(registered)
+        robust, saliency = part[kinds == "robust_counterpart"], part[kinds == "gradient"]
+        if robust.empty or saliency.empty:
+            continue
+        both = robust.groupby("fraction")["accuracy"].mean().to_frame("robust").join(
+            saliency.groupby("fraction")["accuracy"].mean().rename("saliency"), how="inner")
+        for fraction, r in both.iterrows():
+            finding.evidence.append(f"{model} at {fraction:g}: robust attribution {_fmt(r.robust)} vs saliency "
+                                    f"{_fmt(r.saliency)}")
+            checked.append(r.robust < r.saliency)
+    if not checked:
+        finding.evidence.append("needs ROAR rows of a robust_counterpart method and of gradient on one model")
+        return finding
+    finding.verdict = REPRODUCED if all(checked) else NOT_REPRODUCED
+    return finding
+
+
+def alignment_finding(roar: pd.DataFrame | None, families: dict[str, str], alignments: dict[str, str]) -> Finding:
+    """(c) robust alignment is more faithful than standard alignment at the largest fraction."""
+    finding = Finding("c", "Robust alignment gives a more faithful explainer than standard alignment.", INCONCLUSIVE)
+    rows = pd.DataFrame() if roar is None else _roar_methods(roar)
+    if len(rows):
+        rows = rows[rows["method"].map(families).eq("learned") & rows["model"].map(alignments).notna()]
+    if rows.empty or set(rows["model"].map(alignments)) < {"robust", "standard"}:
+        finding.evidence.append("needs ROAR of the explainer method on a robust-aligned and a standard-aligned model")
+        return finding
+    last = rows[rows["fraction"] == rows["fraction"].max()]
+    means = last.groupby(last["model"].map(alignments))["accuracy"].mean()
+    finding.evidence.append(f"at {last['fraction'].iloc[0]:g}: " + ", ".join(
+        f"{r.model} ({alignments[r.model]}) {_fmt(r.accuracy)}" for r in last.itertuples()))
+    finding.verdict = REPRODUCED if means["robust"] < means["standard"] else NOT_REPRODUCED
+    return finding
+
+
+def latency_finding(latency: pd.DataFrame | None, alignments: dict[str, str]) -> Finding:
+    """(d) the explainer is the fastest method on each explainer model (batch-1 milliseconds; the random
+    baseline, which explains nothing, left out)."""
+    finding = Finding("d", "The learned explainer is the fastest explanation method.", INCONCLUSIVE)
+    if latency is None or "learned" not in set(latency["family"]):
+        finding.evidence.append("needs the latency table with the explainer method")
+        return finding
+    checked = []
+    for model, part in latency[latency["family"] != "baseline"].groupby("model", sort=False):
+        if model not in alignments or "learned" not in set(part["family"]) or len(part) < 2:
+            continue
+        part = part.sort_values("ms_batch1")
+        finding.evidence.append(f"{model}, ms per explanation at batch 1: " + ", ".join(
+            f"{r.method} {r.ms_batch1:.3g}" for r in part.itertuples()))
+        checked.append(part["family"].iloc[0] == "learned")
+    if not checked:
+        finding.evidence.append("needs the explainer and another method timed on one model")
+        return finding
+    finding.verdict = REPRODUCED if all(checked) else NOT_REPRODUCED
+    return finding
+
+
+def last_block_finding(per_image: pd.DataFrame | None, metrics: list[str], families: dict[str, str]) -> Finding:
+    """(e) last-block randomisation changes the explainer's maps but not gradient-family maps."""
+    finding = Finding("e", "Randomising the last block changes the explainer's maps, while gradient, integrated "
+                           "gradients and DeepLIFT maps barely change.", INCONCLUSIVE)
+    if per_image is None or not metrics:
+        finding.evidence.append("needs a sanity_randomisation metric with mode: last_block")
+        return finding
+    rows = per_image[per_image["metric"].isin(metrics) & per_image["column"].str.startswith("spearman_abs@")]
+    means = rows.groupby(["model", "method"], sort=False)["value"].mean()
+    learned = {key: v for key, v in means.items() if families.get(key[1]) == "learned"}
+    gradient = {key: v for key, v in means.items() if families.get(key[1]) == "gradient"}
+    if not learned or not gradient:
+        finding.evidence.append("needs last-block sanity rows of the explainer and of a gradient-family method")
+        return finding
+    finding.evidence.append(f"mean |Spearman| between original and randomised maps (changed below {CHANGED_BELOW}): "
+                            + ", ".join(f"{model} / {method} {_fmt(v)}" for (model, method), v in means.items()))
+    changed = all(v < CHANGED_BELOW for v in learned.values())
+    kept = all(v >= CHANGED_BELOW for v in gradient.values())
+    finding.evidence.append(f"explainer maps changed: {'yes' if changed else 'no'}; gradient-family maps kept: "
+                            f"{'yes' if kept else 'no'}")
+    finding.verdict = REPRODUCED if changed and kept else NOT_REPRODUCED
+    return finding
+
+
+def check_explainer_findings(roar: pd.DataFrame | None, latency: pd.DataFrame | None, per_image: pd.DataFrame | None,
+                             catalogue: pd.DataFrame, alignments: dict[str, str], last_block_metrics: list[str]
+                             ) -> list[Finding]:
+    """Findings (a) to (e). ``catalogue``: tables/methods.csv (method, registered, family);
+    ``alignments``: explainer model -> robust / standard; ``last_block_metrics``: the metrics section's
+    names of last-block sanity checks."""
+    families = dict(zip(catalogue["method"], catalogue["family"]))
+    registered = dict(zip(catalogue["method"], catalogue["registered"]))
+    return [lowest_roar_finding(roar, families, alignments), robust_attribution_finding(roar, registered),
+            alignment_finding(roar, families, alignments), latency_finding(latency, alignments),
+            last_block_finding(per_image, last_block_metrics, families)]
+
+
+def explainer_findings_markdown(findings: list[Finding]) -> str:
+    """The second section of findings.md: a verdict table, then each finding's deciding numbers."""
+    lines = ["", "# The second study's findings (learned explainer, Zeng et al. 2021)", "",
+             __doc__.split("\n\n", 1)[1].strip(), "", "| # | finding | verdict |", "|---|---|---|"]
+    lines += [f"| {f.number} | {f.claim} | **{f.verdict}** |" for f in findings]
+    for f in findings:
+        lines += ["", f"## ({f.number}) {f.claim}", "", f"**{f.verdict}**", ""]
+        lines += [f"- {item}" for item in f.evidence]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""ROAR jobs: one retraining per (model, method, fraction, repeat), the mask-only control per (model,
+method, fraction), and the table of every cell. Results are JSON files, so a finished cell is never
+recomputed and a killed retraining resumes from its last epoch."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from robustxai.attribution.shards import gather_maps
+from robustxai.data.splits import load_split
+from robustxai.files import atomic_output
+from robustxai.metrics.ranking import RankingPolicy
+from robustxai.models.inference import default_device, predict_logits
+from robustxai.models.wrapper import build_classifier
+from robustxai.provenance import provenance
+from robustxai.roar.leakage import leakage_verdict, mask_inputs
+from robustxai.roar.removal import blur_maps, channel_mean, remove_top
+from robustxai.training.algorithms import VanillaTraining
+from robustxai.training.loop import settings_digest, settings_from_config, train
+
+log = logging.getLogger(__name__)
+
+
+def roar_inputs(split_path: str, images: int, map_paths: list[str] | None, fraction: float,
+                fill: torch.Tensor | None, policy: RankingPolicy, blur_sigma: float | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(modified images, labels, removed) of the first ``images`` images of a split: the top ``fraction``
+    by the maps in ``map_paths`` (blurred by ``blur_sigma`` first, if set) replaced by ``fill`` (C,)
+    (zeros if None, when only the masks matter)."""
+    split_images, labels = load_split(split_path).tensors()
+    fill = torch.zeros(split_images.shape[1]) if fill is None else fill
+    split_images, labels = split_images[:images], labels[:images]
+    if fraction == 0:
+        return split_images, labels, torch.zeros_like(split_images, dtype=torch.bool)
+    maps = torch.from_numpy(gather_maps(map_paths, images))
+    if blur_sigma:
+        maps = blur_maps(maps, blur_sigma)
+    modified, removed = remove_top(split_images, maps, fraction, fill, policy)
+    return modified, labels, removed
+
+
+def train_fresh(recipe: dict, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
+                test_labels: torch.Tensor, device: torch.device, resume_path: Path, resume_key: str,
+                mean: list[float] | None = None, std: list[float] | None = None):
+    """A fresh model of ``recipe`` (arch, num_classes, mean, std, arch_args, training) trained with
+    vanilla training; the per-epoch "val_accuracy" of its history is on the (modified) test images,
+    logged only: no epoch is selected, the final one is the result."""
+    settings = settings_from_config(recipe["training"])
+    torch.manual_seed(settings.seed)
+    model = build_classifier(recipe["arch"], recipe["num_classes"], mean or recipe["mean"], std or recipe["std"],
+                             recipe["arch_args"])
+    return train(model, VanillaTraining(), settings, images, labels, test_images, test_labels, device=device,
+                 resume_path=resume_path, resume_key=resume_key)
+
+
+def _write_json(payload: dict, path: str) -> None:
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=1))
+
+
+def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, repeat: int, recipe: dict,
+             ranking: dict, splits: dict, train_path: str, test_path: str, train_maps: list[str],
+             test_maps: list[str], output_path: str, device: torch.device | None = None) -> dict:
+    """One ROAR cell: retrain a fresh model on the train split with the top ``fraction`` of pixels removed
+    by ``entry``'s maps (``method``, ``blur_sigma``) and test it on the test split modified alike; write
+    the final epoch's test accuracy with its settings and history as JSON. ``fraction`` 0 is the
+    unmodified anchor. ``splits``: per split the images used (``robustxai.config.resolve_roar``)."""
+    device = device or default_device()
+    started = time.time()
+    policy = RankingPolicy(**ranking)
+    train_images, _ = load_split(train_path).tensors()
+    fill = channel_mean(train_images[:splits["train"]["images"]])
+    blur = entry.get("blur_sigma")
+    train_x, train_y, _ = roar_inputs(train_path, splits["train"]["images"], train_maps, fraction, fill, policy, blur)
+    test_x, test_y, test_removed = roar_inputs(test_path, splits["test"]["images"], test_maps, fraction, fill,
+                                               policy, blur)
+    log.info("ROAR %s / %s at %.2f (repeat %d): %d train and %d test images, %.4f of their elements replaced by %s",
+             model_name, entry_name, fraction, repeat, len(train_x), len(test_x), test_removed.float().mean().item(),
+             [round(v, 4) for v in fill.tolist()])
+    key = settings_digest(recipe, entry, fraction, ranking, splits)
+    result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"), key)
+    accuracy = (predict_logits(result.model, test_x).argmax(1) == test_y).float().mean().item()
+    payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
+               "blur_sigma": blur, "fraction": fraction, "repeat": repeat, "accuracy": accuracy,
+               "test_images": len(test_x), "train_images": len(train_x),
+               "removed_share": test_removed.float().mean().item(), "fill": fill.tolist(), "ranking": ranking,
+               "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
+    _write_json(payload, output_path)
+    log.info("ROAR %s / %s at %.2f: final-epoch test accuracy %.4f", model_name, entry_name, fraction, accuracy)
+    return payload
+
+
+def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, recipe: dict, ranking: dict,
+                splits: dict, margin: float, train_path: str, test_path: str, train_maps: list[str],
+                test_maps: list[str], output_path: str, device: torch.device | None = None) -> dict:
+    """The mask-only control of one ROAR cell: a fresh model of ``recipe`` trained on the removal masks
+    alone (``robustxai.roar.leakage``), its test accuracy against chance; written as JSON."""
+    device = device or default_device()
+    started = time.time()
+    policy = RankingPolicy(**ranking)
+    blur = entry.get("blur_sigma")
+    _, train_y, train_removed = roar_inputs(train_path, splits["train"]["images"], train_maps, fraction, None, policy, blur)
+    _, test_y, test_removed = roar_inputs(test_path, splits["test"]["images"], test_maps, fraction, None, policy, blur)
+    train_x, test_x = mask_inputs(train_removed), mask_inputs(test_removed)
+    channels = train_x.shape[1]
+    key = settings_digest(recipe, entry, fraction, ranking, splits, "leakage")
+    result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"),
+                         key, mean=[fraction] * channels, std=[0.5] * channels)
+    verdict = leakage_verdict(predict_logits(result.model, test_x).argmax(1), test_y, margin)
+    payload = {"model": model_name, "method": entry_name, "fraction": fraction, **verdict, "ranking": ranking,
+               "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
+    _write_json(payload, output_path)
+    log.info("mask-only control %s / %s at %.2f: accuracy %.4f (95%% low %.4f) vs chance %.4f -> leaked: %s",
+             model_name, entry_name, fraction, verdict["accuracy"], verdict["accuracy_low"], verdict["chance"],
+             verdict["leaked"])
+    return payload
+
+
+def roar_table_job(cell_paths: list[str], leakage_paths: list[str], evaluation_paths: dict[str, str],
+                   table_path: str, plot_path: str, anchors: str = "unmodified"):
+    """``tables/roar.csv`` and ``plots/roar.png`` (``robustxai.roar.table``) from every ROAR cell and
+    mask-only control; ``evaluation_paths`` (model -> evaluation JSON) give each explained model's own
+    test accuracy, shown beside the unmodified anchor."""
+    from robustxai.roar.table import plot_roar, roar_table
+
+    cells = [json.loads(Path(path).read_text()) for path in cell_paths]
+    leakage = [json.loads(Path(path).read_text()) for path in leakage_paths]
+    own = {model: json.loads(Path(path).read_text())["clean_accuracy"] for model, path in evaluation_paths.items()}
+    table = roar_table(cells, leakage, anchors, own)
+    with atomic_output(table_path) as tmp:
+        table.to_csv(tmp, index=False)
+    plot_roar(table, plot_path)
+    return table

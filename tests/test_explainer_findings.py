@@ -1,0 +1,70 @@
+"""The second study's findings on constructed tables: each verdict follows its decision rule."""
+import pandas as pd
+
+from robustxai.aggregation.explainer_findings import check_explainer_findings, explainer_findings_markdown
+
+CATALOGUE = pd.DataFrame({"method": ["gradient", "random", "explainer", "occlusion", "smoothgrad_of_robust"],
+                          "registered": ["gradient", "random", "explainer", "occlusion", "robust_counterpart"],
+                          "family": ["gradient", "baseline", "learned", "perturbation", "gradient"]})
+ALIGNMENTS = {"ex_robust": "robust", "ex_standard": "standard"}
+
+
+def roar_rows(accuracies):
+    """ROAR table rows from {(model, method): [accuracy at 0.4, accuracy at 0.8]}."""
+    rows = []
+    for (model, method), values in accuracies.items():
+        for fraction, accuracy in zip((0.4, 0.8), values):
+            rows.append({"model": model, "method": method, "fraction": fraction, "accuracy": accuracy,
+                         "confounded": False})
+        rows.append({"model": model, "method": method, "fraction": 0.0, "accuracy": 0.95, "confounded": False})
+    return pd.DataFrame(rows)
+
+
+PAPER_LIKE = {("ex_robust", "explainer"): [0.77, 0.55], ("ex_robust", "occlusion"): [0.79, 0.58],
+              ("ex_robust", "smoothgrad_of_robust"): [0.81, 0.64], ("ex_robust", "gradient"): [0.89, 0.80],
+              ("ex_robust", "random"): [0.89, 0.82], ("ex_robust", "gradient_blurred"): [0.5, 0.3],
+              ("ex_standard", "explainer"): [0.88, 0.81]}
+LATENCY = pd.DataFrame({"model": ["ex_robust"] * 4 + ["vanilla"] * 2,
+                        "method": ["explainer", "gradient", "occlusion", "random", "gradient", "explainer"],
+                        "family": ["learned", "gradient", "perturbation", "baseline", "gradient", "learned"],
+                        "ms_batch1": [9.0, 19.0, 1875.0, 0.1, 3.0, 9.0]})  # vanilla: borrowed branch, not checked
+
+
+def sanity_rows(values):
+    return pd.DataFrame([{"model": m, "method": method, "metric": "sanity_last_block", "column": "spearman_abs@1_layer4",
+                          "value": v} for (m, method), v in values.items()])
+
+
+def test_paper_like_tables_reproduce_every_finding():
+    per_image = sanity_rows({("ex_robust", "explainer"): 0.2, ("ex_robust", "gradient"): 0.9})
+    findings = check_explainer_findings(roar_rows(PAPER_LIKE), LATENCY, per_image, CATALOGUE, ALIGNMENTS,
+                                        ["sanity_last_block"])
+    assert [f.verdict for f in findings] == ["reproduced"] * 5
+    text = explainer_findings_markdown(findings)
+    assert "| a |" in text and "ex_robust at 0.8: explainer 0.550" in text
+    assert "gradient_blurred" not in text  # controls are left out of the orderings
+
+
+def test_each_finding_fails_on_its_own_counterexample():
+    worse = {**PAPER_LIKE, ("ex_robust", "occlusion"): [0.79, 0.50]}  # occlusion beats the explainer
+    crossing = {**PAPER_LIKE, ("ex_robust", "smoothgrad_of_robust"): [0.90, 0.64]}  # saliency wins at 0.4
+    standard_better = {**PAPER_LIKE, ("ex_standard", "explainer"): [0.7, 0.5]}
+    slow = LATENCY.assign(ms_batch1=[25.0, 19.0, 1875.0, 0.1, 3.0, 9.0])
+    unchanged = sanity_rows({("ex_robust", "explainer"): 0.7, ("ex_robust", "gradient"): 0.9})
+    verdicts = lambda roar, latency=LATENCY, sanity=sanity_rows({("ex_robust", "explainer"): 0.2}): [  # noqa: E731
+        f.verdict for f in check_explainer_findings(roar_rows(roar), latency, sanity, CATALOGUE, ALIGNMENTS,
+                                                    ["sanity_last_block"])]
+    assert verdicts(worse)[0] == "not reproduced"
+    assert verdicts(crossing)[1] == "not reproduced"
+    assert verdicts(standard_better)[2] == "not reproduced"
+    assert verdicts(PAPER_LIKE, slow)[3] == "not reproduced"
+    assert verdicts(PAPER_LIKE, sanity=unchanged)[4] == "not reproduced"
+
+
+def test_missing_tables_give_inconclusive_verdicts_that_say_what_is_needed():
+    findings = check_explainer_findings(None, None, None, CATALOGUE, ALIGNMENTS, [])
+    assert [f.verdict for f in findings] == ["inconclusive"] * 5
+    assert all(f.evidence and f.evidence[0].startswith("needs") for f in findings)
+    only_robust = {k: v for k, v in PAPER_LIKE.items() if k[0] == "ex_robust"}
+    assert check_explainer_findings(roar_rows(only_robust), None, None, CATALOGUE, ALIGNMENTS, [])[2].verdict == \
+        "inconclusive"

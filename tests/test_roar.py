@@ -1,0 +1,169 @@
+"""ROAR: exact removal, the blur control, the mask-only leakage control, the table, and config resolution."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from robustxai.config import ConfigError, attribution_jobs, resolve_attribution, resolve_roar, roar_recipe
+from robustxai.metrics.ranking import RankingPolicy
+from robustxai.roar.leakage import chance_level, leakage_verdict, mask_inputs, wilson_interval
+from robustxai.roar.removal import blur_maps, channel_mean, remove_top
+from robustxai.roar.table import roar_table
+from robustxai.training.algorithms import VanillaTraining
+from robustxai.training.loop import TrainingSettings, train
+from robustxai.models.wrapper import build_classifier
+from workflow_runs import SMOKE
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.2, 0.37, 0.8, 1.0])
+def test_removal_replaces_exactly_round_p_pixels_and_leaves_the_rest_bit_identical(fraction):
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, 10, 12, generator=generator)
+    maps = torch.randn(4, 10, 12, generator=generator)
+    fill = channel_mean(images)
+    modified, removed = remove_top(images, maps, fraction, fill)
+    count = int(round(fraction * 120))
+    per_pixel = removed.all(1)
+    assert torch.equal(removed.any(1), per_pixel)  # whole pixels
+    assert per_pixel.flatten(1).sum(1).tolist() == [count] * 4
+    assert torch.equal(modified[~removed], images[~removed])  # bit-identical elsewhere
+    assert torch.equal(modified.permute(0, 2, 3, 1)[per_pixel], fill.expand(4 * count, 3))
+    # the removed pixels are the top of the map
+    for i in range(4):
+        if 0 < count < 120:
+            assert maps[i][per_pixel[i]].min() >= maps[i][~per_pixel[i]].max()
+
+
+def test_element_removal_takes_elements_and_the_fill_is_the_train_mean():
+    images = torch.zeros(2, 3, 4, 4)
+    images[:, 1] = 1.0
+    assert channel_mean(images).tolist() == [0.0, 1.0, 0.0]
+    maps = torch.arange(16.0).view(1, 4, 4).expand(2, 4, 4)
+    _, removed = remove_top(images, maps, 0.25, torch.full((3,), 0.5), RankingPolicy(ranking="element"))
+    assert removed.flatten(1).sum(1).tolist() == [12, 12]  # round(0.25 x 48) elements
+    assert removed[:, :, 3, :].all()  # the 4 largest-magnitude pixels, all channels
+
+
+def test_blur_control_keeps_mass_and_smooths():
+    maps = torch.zeros(1, 9, 9)
+    maps[0, 4, 4] = 1.0
+    blurred = blur_maps(maps, 1.0)
+    assert blurred.shape == maps.shape and abs(blurred.sum().item() - 1.0) < 1e-5
+    assert blurred[0, 4, 4] < 0.2 and blurred[0, 4, 5] > 0.05 and blurred[0, 4, 4] == blurred.max()
+
+
+def test_wilson_interval_and_chance():
+    low, high = wilson_interval(50, 100)
+    assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
+    assert chance_level(torch.tensor([0, 1, 1, 2])) == 0.5
+
+
+def _mask_classifier_accuracy(removed_train, labels_train, removed_test, labels_test):
+    model = build_classifier("cifar_vgg_tiny", 2, [0.5] * 3, [0.5] * 3)
+    settings = TrainingSettings(epochs=3, batch_size=32, lr=0.05, translate=0, warmup_epochs=0.5, seed=0)
+    torch.manual_seed(0)
+    result = train(model, VanillaTraining(), settings, mask_inputs(removed_train), labels_train,
+                   mask_inputs(removed_test), labels_test, device=torch.device("cpu"))
+    with torch.no_grad():
+        predictions = result.model(mask_inputs(removed_test)).argmax(1)
+    return leakage_verdict(predictions, labels_test)
+
+
+def test_a_mask_only_classifier_detects_a_constructed_leak_and_not_random_masks():
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (480,), generator=generator)
+    # leak: class 0 maps peak in the left half, class 1 in the right half
+    maps = torch.rand(480, 16, 16, generator=generator)
+    maps[labels == 0, :, :8] += 1.0
+    maps[labels == 1, :, 8:] += 1.0
+    images = torch.rand(480, 3, 16, 16, generator=generator)
+    _, removed = remove_top(images, maps, 0.3, torch.zeros(3))
+    leak = _mask_classifier_accuracy(removed[:400], labels[:400], removed[400:], labels[400:])
+    assert leak["leaked"] and leak["accuracy"] > 0.9
+    _, random_removed = remove_top(images, torch.rand(480, 16, 16, generator=generator), 0.3, torch.zeros(3))
+    control = _mask_classifier_accuracy(random_removed[:400], labels[:400], random_removed[400:], labels[400:])
+    assert not control["leaked"] and control["accuracy"] < 0.7
+
+
+def _cell(model, method, fraction, repeat, accuracy, attribution_method=None):
+    return {"model": model, "method": method, "attribution_method": attribution_method, "fraction": fraction,
+            "repeat": repeat, "accuracy": accuracy, "test_images": 200}
+
+
+def test_roar_table_means_repeats_and_puts_the_anchor_and_control_beside_them():
+    cells = [_cell("m", "unmodified", 0.0, 0, 0.9), _cell("m", "unmodified", 0.0, 1, 0.92),
+             _cell("m", "gradient", 0.5, 0, 0.6, "gradient"), _cell("m", "gradient", 0.5, 1, 0.7, "gradient"),
+             _cell("m", "random", 0.5, 0, 0.85, "random"), _cell("m", "random", 0.5, 1, 0.86, "random")]
+    leakage = [{"model": "m", "method": "gradient", "fraction": 0.5, "accuracy": 0.8, "accuracy_low": 0.74,
+                "chance": 0.5, "leaked": True},
+               {"model": "m", "method": "random", "fraction": 0.5, "accuracy": 0.5, "accuracy_low": 0.43,
+                "chance": 0.5, "leaked": False}]
+    table = roar_table(cells, leakage, model_accuracy={"m": 0.95}).set_index(["method", "fraction"])
+    assert len(table) == 4
+    gradient = table.loc[("gradient", 0.5)]
+    assert gradient["accuracy"] == pytest.approx(0.65) and gradient["repeats"] == 2 and gradient["confounded"]
+    half = 12.706 * np.std([0.6, 0.7], ddof=1) / np.sqrt(2)
+    assert gradient["ci_low"] == pytest.approx(0.65 - half, abs=1e-3) and gradient["ci_kind"] == "t over repeats"
+    assert not table.loc[("random", 0.5)]["confounded"]
+    anchor = table.loc[("gradient", 0.0)]
+    assert anchor["accuracy"] == pytest.approx(0.91) and anchor["model_test_accuracy"] == 0.95
+    assert np.isnan(gradient["model_test_accuracy"])
+
+
+def smoke_config():
+    return yaml.safe_load(SMOKE.read_text())
+
+
+def test_roar_config_resolves_rows_splits_and_map_jobs():
+    config = smoke_config()
+    attribution = resolve_attribution(config)
+    roar = resolve_roar(config, attribution)
+    assert set(roar["entries"]) == {"gradcam", "random", "gradcam_blurred"}
+    assert roar["entries"]["gradcam_blurred"] == {"method": "gradcam", "blur_sigma": 1.0, "models": ["vgg-vanilla"]}
+    assert roar["fractions"] == [0.5] and roar["models"] == ["vgg-vanilla"]
+    assert roar["ranking"] == {"ranking": "pixel", "reduction": "sum", "tie_break_seed": 0}
+    # the test split follows the attribution section's shards (20 images each), the train split ROAR's
+    assert roar["splits"] == {"train": {"images": 600, "images_per_shard": 600, "shards": 1},
+                              "test": {"images": 40, "images_per_shard": 20, "shards": 2}}
+    jobs = attribution_jobs(attribution, None, roar)
+    assert jobs["train/gradcam"]["models"] == ["vgg-vanilla"] and jobs["train/gradcam"]["images_per_shard"] == 600
+    assert jobs["train/gradcam"]["settings"] == jobs["test/gradcam"]["settings"]
+    assert jobs["test/gradcam"] == attribution_jobs(attribution, None)["test/gradcam"]  # unchanged
+    recipe = roar_recipe(config, roar, "vgg-vanilla", repeat=2)
+    assert recipe["training"]["epochs"] == 3 and recipe["training"]["seed"] == 2 and recipe["arch"] == "cifar_vgg_tiny"
+    assert "clean_epochs" not in recipe["training"]
+    assert roar_recipe(config, roar, "vgg-vanilla", leakage=True)["training"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.update(methods=["gradcam"]), "random baseline"),
+    (lambda r: r.update(methods=["gradcam", "random", "saliency"]), "'saliency' is not an attribution method"),
+    (lambda r: r.update(methods={"random": {}, "gradcam": {"models": ["vgg-explainer"]}}), "not explained by 'gradcam'"),
+    (lambda r: r.update(blur={"sigma": 1.0, "methods": ["lime"]}), "not ROAR methods"),
+    (lambda r: r.pop("train_images"), None),
+])
+def test_roar_config_errors_name_the_key(change, message):
+    config = smoke_config()
+    change(config["roar"])
+    attribution = resolve_attribution(config)
+    if message is None:  # the builtin kind knows its split sizes
+        assert resolve_roar(config, attribution)["splits"]["train"]["images"] == 2000
+        return
+    with pytest.raises(ConfigError, match=message):
+        resolve_roar(config, attribution)
+
+
+def test_roar_needs_split_sizes_it_cannot_know():
+    config = copy.deepcopy(smoke_config())
+    config["dataset"] = {"name": "folders", "kind": "imagefolder", "image_size": 32,
+                         "imagefolder": {"num_classes": 10, "splits": {"train": {"images": "a"}, "val": {"images": "b"},
+                                                       "test": {"images": "c"}}}}
+    for model in config["models"].values():
+        model.pop("explainer", None)
+    with pytest.raises(ConfigError, match="roar.train_images|roar.test_images"):
+        config["roar"].pop("train_images")
+        resolve_roar(config, {"methods": {"gradcam": {"models": ["vgg-vanilla"]}, "random": {"models": ["vgg-vanilla"]}},
+                              "models": ["vgg-vanilla"], "split": "test", "images_per_shard": 20})

@@ -1,0 +1,93 @@
+# Remove and retrain (Hooker et al. 2019; Zeng et al. 2021 Table 1). One job per (model, method,
+# fraction, repeat) retrains a fresh model on the train split with the top fraction of pixels (by the
+# method's maps of the explained model) replaced by the train mean, and tests it on the test split
+# modified alike; the unmodified anchor (fraction 0) once per (model, repeat). Next to every cell the
+# mask-only control trains a classifier on the removal masks alone. A job depends on its model's
+# recipe, its method's maps and its own fraction / repeat, so adding a method or fraction adds only
+# its jobs, and a killed retraining resumes from its last epoch.
+if ROAR is not None:
+
+    localrules:
+        roar_table,
+
+    rule roar:
+        input:
+            unpack(roar_map_inputs),
+            train=split_path("train"),
+            test=split_path("test"),
+        output:
+            roar_path(),
+        wildcard_constraints:
+            model=names_regex(ROAR["models"]),
+            method=names_regex([*ROAR["entries"], UNMODIFIED]),
+            fraction=r"[0-9.]+",
+            repeat=r"\d+",
+        params:
+            entry=roar_entry,
+            recipe=lambda wildcards: roar_recipe(config, ROAR, wildcards.model, int(wildcards.repeat)),
+            ranking=ROAR["ranking"],
+            splits=ROAR["splits"],
+            gpu_usage=gpu_usage_file("roar/{model}/{method}/{fraction}-{repeat}"),
+        log:
+            f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-{{repeat}}.log",
+        benchmark:
+            benchmark_file("roar/{model}/{method}/{fraction}-{repeat}")
+        threads: job_resources("roar", "threads", 1)
+        resources:
+            gpu=job_resources("roar", "gpu", 1),
+            mem_mb=job_resources("roar", "mem_mb", 8000),
+            runtime=job_resources("roar", "runtime", 240),
+        conda:
+            ENV
+        script:
+            "../scripts/roar_retrain.py"
+
+    rule roar_leakage:
+        input:
+            unpack(roar_map_inputs),
+            train=split_path("train"),
+            test=split_path("test"),
+        output:
+            leakage_path(),
+        wildcard_constraints:
+            model=names_regex(ROAR["models"]),
+            method=names_regex(list(ROAR["entries"])),
+            fraction=r"[0-9.]+",
+        params:
+            entry=roar_entry,
+            recipe=lambda wildcards: roar_recipe(config, ROAR, wildcards.model, leakage=True),
+            ranking=ROAR["ranking"],
+            splits=ROAR["splits"],
+            margin=ROAR["leakage"]["margin"],
+            gpu_usage=gpu_usage_file("roar/{model}/{method}/{fraction}-leakage"),
+        log:
+            f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-leakage.log",
+        benchmark:
+            benchmark_file("roar/{model}/{method}/{fraction}-leakage")
+        threads: job_resources("roar", "threads", 1)
+        resources:
+            gpu=job_resources("roar", "gpu", 1),
+            mem_mb=job_resources("roar", "mem_mb", 8000),
+            runtime=job_resources("roar", "runtime", 240),
+        conda:
+            ENV
+        script:
+            "../scripts/roar_leakage.py"
+
+    rule roar_table:
+        input:
+            cells=[roar_path(**cell) for cell in roar_cells()],
+            leakage=[leakage_path(c["model"], c["method"], c["fraction"]) for c in roar_cells()
+                     if c["method"] != UNMODIFIED and c["repeat"] == 0],
+            evaluations=[evaluation_path(model) for model in ROAR["models"]],
+        output:
+            table=report(f"{R}/tables/roar.csv", caption="../report/roar.rst", category="7. Learned explainer"),
+            plot=report(f"{R}/plots/roar.png", caption="../report/roar.rst", category="7. Learned explainer"),
+        params:
+            models=ROAR["models"],
+        log:
+            f"{R}/logs/aggregate/roar.log",
+        conda:
+            ENV
+        script:
+            "../scripts/roar_table.py"
