@@ -221,10 +221,11 @@ def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))
     output = snakemake(smoke_run, "-n", config=edited).stdout
     jobs = planned_jobs(output)
-    # its maps, the map grids that show them and the latency of the timed model it explains; no metric
-    # scores it, so no metric table changes
+    # its maps, the map grids that show them and the latency of the timed model it explains (and the
+    # findings, whose second part reads the latency table); no metric scores it, so no metric table changes
     assert jobs == [("all", None)] + [("attribute", "vgg-pgd_l2")] * 2 + [("attribute", "vgg-vanilla")] * 2 + \
-        [("latency", "vgg-vanilla"), ("latency_table", None), ("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")]
+        [("findings", None), ("latency", "vgg-vanilla"), ("latency_table", None), ("map_grid", "vgg-pgd_l2"),
+         ("map_grid", "vgg-vanilla")]
     assert output.count("method=input_x_gradient") == 4
 
 
@@ -302,6 +303,59 @@ def test_explainer_study_end_to_end(smoke_run):
     assert set(rows.index) == {"explainer", "occlusion"} and set(latency["model"]) == {"vgg-vanilla", "vgg-explainer"}
     assert rows.loc["explainer", "ratio_batch1"] < rows.loc["occlusion", "ratio_batch1"] / 20  # 1 pass vs 226
     assert (latency["threads"] == 1).all() and (results / "plots" / "latency.png").stat().st_size > 10_000
+
+
+def test_roar_cells_controls_table_and_road_on_the_smoke_study(smoke_run):
+    """ROAR on the smoke study: every cell retrained on exactly half of each image's pixels replaced,
+    the anchor beside the model's own accuracy, a mask-only control per cell, the table, the plot and
+    the second findings section; ROAD columns in the metric tables."""
+    import json
+
+    from robustxai.attribution.shards import read_shard
+
+    results = smoke_run / "results"
+    roar = results / "roar" / "builtin" / "vgg-vanilla"
+    train = load_split(results / "data" / "builtin" / "train.npz")
+    cells = {path.parent.name: json.loads(path.read_text()) for path in roar.glob("*/0.5-0.json")}
+    assert set(cells) == {"gradcam", "gradcam_blurred", "random"}
+    for name, cell in cells.items():
+        assert cell["removed_share"] == 0.5 and cell["train_images"] == 600 and cell["test_images"] == 40
+        assert len(cell["history"]) == 3 and cell["recipe"]["training"]["epochs"] == 3  # shortened recipe
+        assert np.allclose(cell["fill"], train.tensors()[0][:600].mean((0, 2, 3)).numpy(), atol=1e-6)
+    assert cells["gradcam_blurred"]["blur_sigma"] == 1.0 and cells["gradcam"]["blur_sigma"] is None
+    anchor = json.loads((roar / "unmodified" / "0-0.json").read_text())
+    assert anchor["removed_share"] == 0 and anchor["accuracy"] > 0.1  # above chance (10 classes)
+    # the ROAR maps of the train split: one shard of 600 images, explaining each model's prediction
+    shard = read_shard(results / "attributions" / "builtin" / "train" / "vgg-vanilla" / "gradcam" / "shard-0.h5")
+    assert shard.index.tolist() == list(range(600)) and shard.attrs["target_kind"] == "predicted"
+    leakage = json.loads((roar / "gradcam" / "0.5-leakage.json").read_text())
+    assert {"accuracy", "accuracy_low", "chance", "leaked"} <= set(leakage) and leakage["images"] == 40
+
+    table = pd.read_csv(results / "tables" / "roar.csv")
+    assert len(table) == 6 and set(table["fraction"]) == {0.0, 0.5}  # 3 rows x (anchor, 0.5)
+    anchors = table[table["fraction"] == 0]
+    assert (anchors["accuracy"] == anchor["accuracy"]).all() and anchors["model_test_accuracy"].notna().all()
+    cut = table[table["fraction"] == 0.5].set_index("method")
+    assert cut.loc["random", "accuracy"] == pytest.approx(cells["random"]["accuracy"])
+    assert cut["leakage_accuracy"].notna().all() and (results / "plots" / "roar.png").stat().st_size > 10_000
+    findings = (results / "findings.md").read_text()
+    assert "# The second study's findings" in findings and "| d | The learned explainer is the fastest" in findings
+
+    road = read_metric(smoke_run, "vgg-vanilla", "gradcam", "road")
+    assert len(road) == 40 and {"road_morf", "road_lerf", "road_morf_prob_0.2", "road_lerf_correct_0.5"} <= set(road)
+    assert road["road_morf"].between(0, 1).all()
+
+
+def test_changing_one_roar_fraction_reruns_only_its_cells(smoke_run, tmp_path):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["roar"]["fractions"] = [0.6]
+    edited = tmp_path / "fraction.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    output = snakemake(smoke_run, "-n", config=edited).stdout
+    # the three rows' cells and controls at 0.6; no maps, no anchor, no other stage
+    assert planned_jobs(output) == [("all", None), ("findings", None)] + [("roar", "vgg-vanilla")] * 3 + \
+        [("roar_leakage", "vgg-vanilla")] * 3 + [("roar_table", None)]
+    assert output.count("fraction=0.6") == 6 and "method=unmodified" not in output
 
 
 def test_lint_is_clean():

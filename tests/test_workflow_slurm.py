@@ -52,11 +52,13 @@ def test_gpu_jobs_are_submitted_with_one_gpu_each_and_shards_in_groups(slurm_run
     kinds = sorted(submitted.values())
     assert kinds.count("rule_train_model") == 5 and kinds.count("rule_evaluate_model") == 5
     assert kinds.count("rule_latency") == 2
-    # 42 attribute jobs (4 of them the explainers' targets, 6 needing a trained explainer) go out as one
-    # batch per (split, method), 11, and 20 metric jobs as one batch per metric, 8
+    assert kinds.count("rule_roar") == 4 and kinds.count("rule_roar_leakage") == 3
+    # 44 attribute jobs (4 of them the explainers' targets, 6 needing a trained explainer, 2 ROAR's
+    # train-split maps) go out as one batch per (split, method), 13, and 22 metric jobs as one batch
+    # per metric, 9
     batches = [kind for kind in kinds if kind.startswith("group_")]
-    assert sum(kind.startswith("group_attribute-") for kind in batches) == 11, batches
-    assert sum(kind.startswith("group_metric-") for kind in batches) == 8, batches
+    assert sum(kind.startswith("group_attribute-") for kind in batches) == 13, batches
+    assert sum(kind.startswith("group_metric-") for kind in batches) == 9, batches
     assert "group_attribute-train-alignment_target_attribute" in batches
 
 
