@@ -312,6 +312,7 @@ def test_roar_cells_controls_table_and_road_on_the_smoke_study(smoke_run):
     import json
 
     from robustxai.attribution.shards import read_shard
+    from robustxai.pipeline.metrics import table_metadata
 
     results = smoke_run / "results"
     roar = results / "roar" / "builtin" / "vgg-vanilla"
@@ -344,6 +345,9 @@ def test_roar_cells_controls_table_and_road_on_the_smoke_study(smoke_run):
     road = read_metric(smoke_run, "vgg-vanilla", "gradcam", "road")
     assert len(road) == 40 and {"road_morf", "road_lerf", "road_morf_prob_0.2", "road_lerf_correct_0.5"} <= set(road)
     assert road["road_morf"].between(0, 1).all()
+    about = table_metadata(results / "metrics" / "builtin" / "vgg-vanilla" / "gradcam" / "road.parquet")
+    assert about["metric"] == "road" and about["ranking"] == {"ranking": "pixel", "reduction": "sum", "tie_break_seed": 0}
+    assert about["settings"]["fractions"] == [0.2, 0.5] and "torch" in about["versions"]
 
 
 def test_changing_one_roar_fraction_reruns_only_its_cells(smoke_run, tmp_path):

@@ -1,6 +1,7 @@
 """Score one (model, method)'s attribution maps with one metric; write per-image values as Parquet."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ from robustxai.config import METRIC_SELECTION_KEYS
 from robustxai.files import atomic_output
 from robustxai.data.splits import load_split
 from robustxai.metrics import MetricBatch, degenerate_maps, make_metric, metric_class
+from robustxai.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,27 @@ def read_shards(paths: list[str], limit: int | None = None) -> dict[str, np.ndar
     return {name: values[:limit] for name, values in columns.items()}
 
 
-def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``table`` as Parquet via a temporary name, so a half-written table is never read."""
+def write_table(table: pd.DataFrame, path: str | os.PathLike, about: dict | None = None) -> None:
+    """Write ``table`` as Parquet via a temporary name, so a half-written table is never read;
+    ``about`` (JSON-able: the metric, its settings, provenance) goes into the file's metadata under
+    "robustxai" (``table_metadata`` reads it back)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if about is not None:
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                               b"robustxai": json.dumps(about, default=str).encode()})
     with atomic_output(path) as tmp:
-        table.to_parquet(tmp, index=False)
+        pq.write_table(arrow, tmp)
+
+
+def table_metadata(path: str | os.PathLike) -> dict:
+    """What ``write_table`` stored about a metric table (empty for tables written without it)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata[b"robustxai"]) if b"robustxai" in metadata else {}
 
 
 def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_path: str, output_path: str,
@@ -87,7 +106,10 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
         "confidence": data["probs"][np.arange(len(index)), data["target"]],
         "degenerate": degenerate_maps(maps).numpy(),
         **{name: np.concatenate(parts) for name, parts in columns.items()}})
-    write_table(table, output_path)
+    ranking = getattr(metric, "ranking", None)
+    write_table(table, output_path, {"metric": metric_name, "settings": settings, "method": method_name,
+                                     "ranking": ranking.as_dict() if ranking is not None else None,
+                                     "wall_seconds": wall, **provenance()})
     log.info("%s: %d images in %.2f s (%.1f images/s); %d degenerate maps", metric_name, len(index), wall,
              len(index) / wall if wall > 0 else float("inf"), int(table["degenerate"].sum()))
     return table
