@@ -267,4 +267,4 @@ def test_registry_errors_name_the_problem():
     with pytest.raises(ValueError, match="metric 'boundary_alignment'"):
         make_metric("boundary_alignment", pgd_step=3)
     assert {"insertion", "deletion", "pointing_game", "energy_in_box", "box_iou", "sanity_randomisation",
-            "boundary_alignment"} == set(METRICS)
+            "boundary_alignment", "road"} == set(METRICS)
