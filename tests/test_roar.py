@@ -167,3 +167,62 @@ def test_roar_needs_split_sizes_it_cannot_know():
         config["roar"].pop("train_images")
         resolve_roar(config, {"methods": {"gradcam": {"models": ["vgg-vanilla"]}, "random": {"models": ["vgg-vanilla"]}},
                               "models": ["vgg-vanilla"], "split": "test", "images_per_shard": 20})
+
+
+def _write_split_and_maps(tmp_path, name, count, generator):
+    from robustxai.attribution.shards import AttributionShard, write_shard
+    from robustxai.data.splits import ImageSplit, save_split
+
+    labels = np.arange(count) % 2
+    images = generator.integers(0, 60, size=(count, 16, 16, 3), dtype=np.uint8)
+    images[labels == 1, :, :8] += 150  # class 1: a bright left half
+    save_split(ImageSplit(images, labels, np.zeros((count, 4), np.int32), ["dark", "left"]), tmp_path / f"{name}.npz")
+    maps = generator.random((count, 16, 16)).astype(np.float32)
+    paths = []
+    for k, start in enumerate(range(0, count, 64)):
+        index = np.arange(start, min(start + 64, count))
+        path = tmp_path / name / f"shard-{k}.h5"
+        write_shard(AttributionShard(maps[index], index, labels[index], labels[index],
+                                     np.full((len(index), 2), 0.5, np.float32)), path)
+        paths.append(str(path))
+    return str(tmp_path / f"{name}.npz"), paths
+
+
+def test_roar_job_writes_its_cell_and_a_killed_retraining_resumes_to_the_same_result(tmp_path, monkeypatch):
+    import json
+
+    from robustxai.pipeline.roar import roar_job
+
+    torch.set_num_threads(1)
+    generator = np.random.default_rng(0)
+    train_path, train_maps = _write_split_and_maps(tmp_path, "train", 192, generator)
+    test_path, test_maps = _write_split_and_maps(tmp_path, "test", 64, generator)
+    recipe = {"arch": "cifar_vgg_tiny", "arch_args": {}, "num_classes": 2, "mean": [0.5] * 3, "std": [0.25] * 3,
+              "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "warmup_epochs": 0.5, "translate": 0, "seed": 0}}
+    splits = {"train": {"images": 160}, "test": {"images": 64}}
+    arguments = ("m", "random", {"method": "random", "blur_sigma": None}, 0.25, 0, recipe,
+                 {"ranking": "pixel", "reduction": "sum", "tie_break_seed": 0}, splits, train_path, test_path,
+                 train_maps, test_maps)
+    whole = roar_job(*arguments, str(tmp_path / "whole.json"), torch.device("cpu"))
+    assert whole["train_images"] == 160 and whole["removed_share"] == 0.25 and len(whole["history"]) == 3
+    assert json.loads((tmp_path / "whole.json").read_text())["accuracy"] == whole["accuracy"]
+    assert whole["accuracy"] > 0.9  # random removal of a quarter keeps the bright half visible
+
+    steps = {"count": 0}
+    original_step = torch.optim.SGD.step
+
+    def crash_in_epoch_two(self, *args, **kwargs):
+        steps["count"] += 1
+        if steps["count"] == 7:  # 5 steps per epoch: killed during the second epoch
+            raise KeyboardInterrupt("killed")
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        roar_job(*arguments, str(tmp_path / "cell.json"), torch.device("cpu"))
+    assert (tmp_path / "cell.resume").exists() and not (tmp_path / "cell.json").exists()
+    monkeypatch.setattr(torch.optim.SGD, "step", original_step)
+    resumed = roar_job(*arguments, str(tmp_path / "cell.json"), torch.device("cpu"))
+    assert resumed["accuracy"] == whole["accuracy"]  # epoch 1 kept, epoch 2 rerun from its start
+    assert [row["loss"] for row in resumed["history"]] == [row["loss"] for row in whole["history"]]
+    assert not (tmp_path / "cell.resume").exists()
