@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from robustxai.aggregation.findings import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Finding, _fmt
+from robustxai.aggregation.findings import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Finding, _fmt, verdict_lines
 
 #: mean |Spearman| between original and randomised maps below which a method's maps "change"
 CHANGED_BELOW = 0.5
@@ -155,9 +155,5 @@ def check_explainer_findings(roar: pd.DataFrame | None, latency: pd.DataFrame | 
 def explainer_findings_markdown(findings: list[Finding]) -> str:
     """The second section of findings.md: a verdict table, then each finding's deciding numbers."""
     lines = ["", "# The second study's findings (learned explainer, Zeng et al. 2021)", "",
-             __doc__.split("\n\n", 1)[1].strip(), "", "| # | finding | verdict |", "|---|---|---|"]
-    lines += [f"| {f.number} | {f.claim} | **{f.verdict}** |" for f in findings]
-    for f in findings:
-        lines += ["", f"## ({f.number}) {f.claim}", "", f"**{f.verdict}**", ""]
-        lines += [f"- {item}" for item in f.evidence]
-    return "\n".join(lines) + "\n"
+             __doc__.split("\n\n", 1)[1].strip(), ""]
+    return "\n".join(lines + verdict_lines(findings, "({})")) + "\n"

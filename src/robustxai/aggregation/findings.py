@@ -168,12 +168,19 @@ def check_findings(models: pd.DataFrame, comparisons: pd.DataFrame, ranking: pd.
             no_best_model_finding(models, scores)]
 
 
+def verdict_lines(findings: list[Finding], numbering: str = "{}.") -> list[str]:
+    """Markdown lines: a verdict table, then a section per finding with its deciding numbers;
+    ``numbering`` formats a finding's number in its heading."""
+    lines = ["| # | finding | verdict |", "|---|---|---|"]
+    lines += [f"| {f.number} | {f.claim} | **{f.verdict}** |" for f in findings]
+    for f in findings:
+        lines += ["", f"## {numbering.format(f.number)} {f.claim}", "", f"**{f.verdict}**", ""]
+        lines += [f"- {item}" for item in f.evidence]
+    return lines
+
+
 def findings_markdown(findings: list[Finding], run_summary: str) -> str:
     """findings.md: a verdict table, then each finding's deciding numbers."""
     lines = ["# The paper's findings, checked against this run", "", run_summary, "",
-             __doc__.split("\n\n", 1)[1].strip(), "", "| # | finding | verdict |", "|---|---|---|"]
-    lines += [f"| {f.number} | {f.claim} | **{f.verdict}** |" for f in findings]
-    for f in findings:
-        lines += ["", f"## {f.number}. {f.claim}", "", f"**{f.verdict}**", ""]
-        lines += [f"- {item}" for item in f.evidence]
-    return "\n".join(lines) + "\n"
+             __doc__.split("\n\n", 1)[1].strip(), ""]
+    return "\n".join(lines + verdict_lines(findings)) + "\n"
