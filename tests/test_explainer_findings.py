@@ -68,3 +68,14 @@ def test_missing_tables_give_inconclusive_verdicts_that_say_what_is_needed():
     only_robust = {k: v for k, v in PAPER_LIKE.items() if k[0] == "ex_robust"}
     assert check_explainer_findings(roar_rows(only_robust), None, None, CATALOGUE, ALIGNMENTS, [])[2].verdict == \
         "inconclusive"
+
+
+def test_roar_findings_are_inconclusive_when_the_anchor_did_not_learn_the_task():
+    roar = roar_rows(PAPER_LIKE).assign(model_test_accuracy=0.96)
+    assert [f.verdict for f in check_explainer_findings(roar, None, None, CATALOGUE, ALIGNMENTS, [])[:3]] == \
+        ["reproduced"] * 3  # anchors at 0.95
+    roar.loc[roar["fraction"] == 0, "accuracy"] = 0.2  # a retraining that stays near chance
+    findings = check_explainer_findings(roar, None, None, CATALOGUE, ALIGNMENTS, [])
+    assert [f.verdict for f in findings[:3]] == ["inconclusive"] * 3
+    assert "would be reproduced, but ROAR's retraining is too short" in findings[0].evidence[-1]
+    assert "ex_robust 0.200 vs the model's own 0.960" in findings[0].evidence[-1]

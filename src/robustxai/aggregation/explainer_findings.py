@@ -12,7 +12,8 @@ the robust-aligned explainer's accuracy is below the standard-aligned one's; (d)
 batch-1 latency is below every other method's (but the random baseline's) on each explainer model; (e) after last-block randomisation the
 explainer's maps change (mean |Spearman| with the original maps below 0.5) while every
 gradient-family method's do not (at least 0.5). A finding whose inputs are missing is
-"inconclusive". Differences of about one point of accuracy are within seed noise for one repeat.
+"inconclusive", and so are (a) to (c) when ROAR's unmodified anchor retrains to more than 0.1 below
+its model's own test accuracy (the retraining is too short to read drops from). Differences of about one point of accuracy are within seed noise for one repeat.
 """
 from __future__ import annotations
 
@@ -22,6 +23,23 @@ from robustxai.aggregation.findings import INCONCLUSIVE, NOT_REPRODUCED, REPRODU
 
 #: mean |Spearman| between original and randomised maps below which a method's maps "change"
 CHANGED_BELOW = 0.5
+#: how far below the explained model's own test accuracy ROAR's unmodified anchor may fall before the
+#: retraining counts as too short to read drops from
+ANCHOR_GAP = 0.1
+
+
+def _anchor_problem(roar: pd.DataFrame | None) -> str | None:
+    """Why ROAR's drops cannot be read (an anchor retrained on unmodified images more than ANCHOR_GAP
+    below its model's own accuracy), or None."""
+    if roar is None or "model_test_accuracy" not in roar:
+        return None
+    anchors = roar[(roar["fraction"] == 0) & roar["model_test_accuracy"].notna()].drop_duplicates("model")
+    short = anchors[anchors["accuracy"] < anchors["model_test_accuracy"] - ANCHOR_GAP]
+    if short.empty:
+        return None
+    return ("ROAR's retraining is too short to read: on unmodified images it reaches " + ", ".join(
+        f"{r.model} {_fmt(r.accuracy)} vs the model's own {_fmt(r.model_test_accuracy)}" for r in short.itertuples())
+        + f" (more than {ANCHOR_GAP} below); lengthen roar.training")
 
 
 def _roar_methods(roar: pd.DataFrame) -> pd.DataFrame:
@@ -147,9 +165,15 @@ def check_explainer_findings(roar: pd.DataFrame | None, latency: pd.DataFrame | 
     names of last-block sanity checks."""
     families = dict(zip(catalogue["method"], catalogue["family"]))
     registered = dict(zip(catalogue["method"], catalogue["registered"]))
-    return [lowest_roar_finding(roar, families, alignments), robust_attribution_finding(roar, registered),
-            alignment_finding(roar, families, alignments), latency_finding(latency, alignments),
-            last_block_finding(per_image, last_block_metrics, families)]
+    from_roar = [lowest_roar_finding(roar, families, alignments), robust_attribution_finding(roar, registered),
+                 alignment_finding(roar, families, alignments)]
+    problem = _anchor_problem(roar)
+    if problem is not None:
+        for finding in from_roar:
+            if finding.verdict != INCONCLUSIVE:
+                finding.evidence.append(f"would be {finding.verdict}, but {problem}")
+                finding.verdict = INCONCLUSIVE
+    return [*from_roar, latency_finding(latency, alignments), last_block_finding(per_image, last_block_metrics, families)]
 
 
 def explainer_findings_markdown(findings: list[Finding]) -> str:
