@@ -341,6 +341,11 @@ UNMODIFIED = "unmodified"
 BLURRED_SUFFIX = "_blurred"
 
 
+def fraction_label(fraction: float) -> str:
+    """A removal fraction as it appears in paths and column names: 0.2 -> "0.2", 0.0 -> "0"."""
+    return f"{float(fraction):g}"
+
+
 def resolve_roar(config: dict, attribution: dict | None) -> dict | None:
     """The roar section, or None if absent: ``entries`` (ROAR row name -> ``method`` (attribution
     method), ``blur_sigma`` (None, or the blur control's sigma) and ``models``), ``models`` (every

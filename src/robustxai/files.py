@@ -1,6 +1,7 @@
 """Writing result files so that a half-written one is never read."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,3 +20,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(payload: dict, path: str | os.PathLike, indent: int = 1) -> None:
+    """Write ``payload`` as JSON to ``path`` through ``atomic_output``."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=indent))

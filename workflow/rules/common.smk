@@ -17,6 +17,7 @@ from robustxai.config import (
     all_split_names,
     attribution_jobs,
     canonical,
+    fraction_label,
     needed_models,
     models_by_source,
     models_to_download,
@@ -267,11 +268,6 @@ def scored_methods():
     """Settings of the attribution methods some metric scores, by name (what the tables depend on)."""
     scored = {method for settings in METRICS.values() for method in settings["methods"]}
     return {name: settings for name, settings in ATTRIBUTION["methods"].items() if name in scored}
-
-
-def fraction_label(fraction):
-    """A ROAR fraction as it appears in paths: 0.2 -> "0.2" (0 -> "0")."""
-    return f"{float(fraction):g}"
 
 
 def roar_cells():

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustxai.config import fraction_label
 from robustxai.metrics.base import Metric, MetricBatch
-from robustxai.metrics.ranking import RankingPolicy, rank_pixels, removal_count
+from robustxai.metrics.ranking import RankingPolicy, rank_pixels, top_mask
 
 log = logging.getLogger(__name__)
 ORDERS = ("morf", "lerf")
@@ -119,11 +120,6 @@ def noisy_linear_imputation(images: torch.Tensor, removed: torch.Tensor, noise: 
     return imputed + noise * draws * removed[:, None].to(imputed)
 
 
-def fraction_label(fraction: float) -> str:
-    """A fraction as it appears in column names and paths: 0.1 -> "0.1", 0.25 -> "0.25"."""
-    return f"{fraction:g}"
-
-
 class ROAD(Metric):
     """MoRF and LeRF curves of noisy-linear-imputed images (module docstring).
 
@@ -149,14 +145,6 @@ class ROAD(Metric):
         self.ranking = RankingPolicy("pixel", reduction, tie_break_seed)
         self.solver = {"tolerance": tolerance, "max_iterations": max_iterations}
 
-    def removal_masks(self, order: torch.Tensor, kind: str, fraction: float, shape: tuple[int, int]) -> torch.Tensor:
-        """(N, H, W) bool: the pixels ``kind`` (morf / lerf) removes at ``fraction`` of the ranking ``order``."""
-        n, positions = order.shape
-        count = removal_count(fraction, positions)
-        chosen = order[:, :count] if kind == "morf" else order[:, positions - count:]
-        mask = torch.zeros(n, positions, dtype=torch.bool, device=order.device)
-        return mask.scatter_(1, chosen, True).view(n, *shape)
-
     @torch.no_grad()
     def __call__(self, model: nn.Module, batch: MetricBatch) -> dict[str, torch.Tensor]:
         images, targets = batch.images, batch.targets
@@ -168,7 +156,8 @@ class ROAD(Metric):
         for kind in self.orders:
             probs = [clean]
             for fraction in self.fractions:
-                removed = self.removal_masks(order, kind, fraction, (h, w))
+                # MoRF takes the top of the ranking, LeRF the bottom
+                removed = top_mask(order if kind == "morf" else order.flip(1), fraction, (h, w))
                 inputs = noisy_linear_imputation(images, removed, self.noise, generator, **self.solver)
                 logits = model(inputs)
                 prob = logits.softmax(1).gather(1, targets.view(-1, 1)).squeeze(1)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
 
 import torch
 
 from robustxai.data.splits import load_split
+from robustxai.files import write_json
 from robustxai.evaluation.evaluate import evaluate_classifier
 from robustxai.models.checkpoint import load_checkpoint
 from robustxai.models.inference import default_device
@@ -33,8 +32,6 @@ def evaluate_model_job(name: str, checkpoint_path: str, test_path: str, ood_path
     meta = payload.get("meta", {})
     row = {"model": name, "arch": payload["arch"], "algorithm": meta.get("algorithm", "unknown"),
            "source": meta.get("source", "unknown"), **row}
-    tmp = Path(output_path).with_name(Path(output_path).name + ".tmp")
-    tmp.write_text(json.dumps(row, indent=2))
-    os.replace(tmp, output_path)
+    write_json(row, output_path, indent=2)
     log.info("%s", json.dumps(row))
     return row

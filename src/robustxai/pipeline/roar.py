@@ -12,7 +12,7 @@ import torch
 
 from robustxai.attribution.shards import gather_maps
 from robustxai.data.splits import load_split
-from robustxai.files import atomic_output
+from robustxai.files import atomic_output, write_json
 from robustxai.metrics.ranking import RankingPolicy
 from robustxai.models.inference import default_device, predict_logits
 from robustxai.models.wrapper import build_classifier
@@ -25,22 +25,22 @@ from robustxai.training.loop import settings_digest, settings_from_config, train
 log = logging.getLogger(__name__)
 
 
-def roar_inputs(split_path: str, images: int, map_paths: list[str] | None, fraction: float,
-                fill: torch.Tensor | None, policy: RankingPolicy, blur_sigma: float | None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(modified images, labels, removed) of the first ``images`` images of a split: the top ``fraction``
-    by the maps in ``map_paths`` (blurred by ``blur_sigma`` first, if set) replaced by ``fill`` (C,)
-    (zeros if None, when only the masks matter)."""
+def first_images(split_path: str, images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, C, H, W) in [0, 1] and labels (N,) of the first ``images`` images of a split."""
     split_images, labels = load_split(split_path).tensors()
-    fill = torch.zeros(split_images.shape[1]) if fill is None else fill
-    split_images, labels = split_images[:images], labels[:images]
+    return split_images[:images], labels[:images]
+
+
+def removed_inputs(images: torch.Tensor, map_paths: list[str], fraction: float, fill: torch.Tensor,
+                   policy: RankingPolicy, blur_sigma: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(modified images, removed) of images (N, C, H, W): the top ``fraction`` by their maps in the shards
+    ``map_paths`` (blurred by ``blur_sigma`` first, if set) replaced by ``fill`` (C,); fraction 0 changes nothing."""
     if fraction == 0:
-        return split_images, labels, torch.zeros_like(split_images, dtype=torch.bool)
-    maps = torch.from_numpy(gather_maps(map_paths, images))
+        return images, torch.zeros_like(images, dtype=torch.bool)
+    maps = torch.from_numpy(gather_maps(map_paths, len(images)))
     if blur_sigma:
         maps = blur_maps(maps, blur_sigma)
-    modified, removed = remove_top(split_images, maps, fraction, fill, policy)
-    return modified, labels, removed
+    return remove_top(images, maps, fraction, fill, policy)
 
 
 def train_fresh(recipe: dict, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
@@ -57,11 +57,6 @@ def train_fresh(recipe: dict, images: torch.Tensor, labels: torch.Tensor, test_i
                  resume_path=resume_path, resume_key=resume_key)
 
 
-def _write_json(payload: dict, path: str) -> None:
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(payload, indent=1))
-
-
 def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, repeat: int, recipe: dict,
              ranking: dict, splits: dict, train_path: str, test_path: str, train_maps: list[str],
              test_maps: list[str], output_path: str, device: torch.device | None = None) -> dict:
@@ -72,12 +67,12 @@ def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, rep
     device = device or default_device()
     started = time.time()
     policy = RankingPolicy(**ranking)
-    train_images, _ = load_split(train_path).tensors()
-    fill = channel_mean(train_images[:splits["train"]["images"]])
+    train_images, train_y = first_images(train_path, splits["train"]["images"])
+    test_images, test_y = first_images(test_path, splits["test"]["images"])
+    fill = channel_mean(train_images)
     blur = entry.get("blur_sigma")
-    train_x, train_y, _ = roar_inputs(train_path, splits["train"]["images"], train_maps, fraction, fill, policy, blur)
-    test_x, test_y, test_removed = roar_inputs(test_path, splits["test"]["images"], test_maps, fraction, fill,
-                                               policy, blur)
+    train_x, _ = removed_inputs(train_images, train_maps, fraction, fill, policy, blur)
+    test_x, test_removed = removed_inputs(test_images, test_maps, fraction, fill, policy, blur)
     log.info("ROAR %s / %s at %.2f (repeat %d): %d train and %d test images, %.4f of their elements replaced by %s",
              model_name, entry_name, fraction, repeat, len(train_x), len(test_x), test_removed.float().mean().item(),
              [round(v, 4) for v in fill.tolist()])
@@ -89,7 +84,7 @@ def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, rep
                "test_images": len(test_x), "train_images": len(train_x),
                "removed_share": test_removed.float().mean().item(), "fill": fill.tolist(), "ranking": ranking,
                "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
-    _write_json(payload, output_path)
+    write_json(payload, output_path)
     log.info("ROAR %s / %s at %.2f: final-epoch test accuracy %.4f", model_name, entry_name, fraction, accuracy)
     return payload
 
@@ -103,8 +98,11 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
     started = time.time()
     policy = RankingPolicy(**ranking)
     blur = entry.get("blur_sigma")
-    _, train_y, train_removed = roar_inputs(train_path, splits["train"]["images"], train_maps, fraction, None, policy, blur)
-    _, test_y, test_removed = roar_inputs(test_path, splits["test"]["images"], test_maps, fraction, None, policy, blur)
+    train_images, train_y = first_images(train_path, splits["train"]["images"])
+    test_images, test_y = first_images(test_path, splits["test"]["images"])
+    fill = torch.zeros(train_images.shape[1])  # only the masks matter
+    _, train_removed = removed_inputs(train_images, train_maps, fraction, fill, policy, blur)
+    _, test_removed = removed_inputs(test_images, test_maps, fraction, fill, policy, blur)
     train_x, test_x = mask_inputs(train_removed), mask_inputs(test_removed)
     channels = train_x.shape[1]
     key = settings_digest(recipe, entry, fraction, ranking, splits, "leakage")
@@ -113,7 +111,7 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
     verdict = leakage_verdict(predict_logits(result.model, test_x).argmax(1), test_y, margin)
     payload = {"model": model_name, "method": entry_name, "fraction": fraction, **verdict, "ranking": ranking,
                "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
-    _write_json(payload, output_path)
+    write_json(payload, output_path)
     log.info("mask-only control %s / %s at %.2f: accuracy %.4f (95%% low %.4f) vs chance %.4f -> leaked: %s",
              model_name, entry_name, fraction, verdict["accuracy"], verdict["accuracy_low"], verdict["chance"],
              verdict["leaked"])
