@@ -301,7 +301,7 @@ def test_explainer_study_end_to_end(smoke_run):
     latency = pd.read_csv(results / "tables" / "latency.csv")
     rows = latency[latency["model"] == "vgg-explainer"].set_index("method")
     assert set(rows.index) == {"explainer", "occlusion"} and set(latency["model"]) == {"vgg-vanilla", "vgg-explainer"}
-    assert rows.loc["explainer", "ratio_batch1"] < rows.loc["occlusion", "ratio_batch1"] / 20  # 1 pass vs 226
+    assert rows.loc["explainer", "ratio_batch1"] < rows.loc["occlusion", "ratio_batch1"] / 10  # 1 pass vs 226 (batched)
     assert (latency["threads"] == 1).all() and (results / "plots" / "latency.png").stat().st_size > 10_000
 
 

@@ -7,7 +7,6 @@ timed through ``explain`` exactly as the workflow calls them, so a method built 
 """
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -29,9 +28,12 @@ COLUMNS = ("model", "method", "family", "device", "threads", "batch_size", "imag
            "ms_batched", "forward_ms_batch1", "forward_ms_batched", "ratio_batch1", "ratio_batched")
 
 
-def _median_ms(call: Callable[[int], object], repeats: int, device: torch.device) -> float:
-    """Median wall milliseconds of ``call(1)`` ... ``call(repeats)``, after a warm-up ``call(0)``;
-    CUDA work is waited for before and after each timed call."""
+def _best_ms(call: Callable[[int], object], repeats: int, device: torch.device) -> float:
+    """Fewest wall milliseconds of ``call(1)`` ... ``call(repeats)``, after a warm-up ``call(0)``;
+    CUDA work is waited for before and after each timed call.
+
+    The minimum, as ``timeit`` takes: on a shared machine the slower calls measure the other
+    processes, so the median of a busy machine drifts with its load and the minimum does not."""
     call(0)
     times = []
     for i in range(1, repeats + 1):
@@ -40,7 +42,7 @@ def _median_ms(call: Callable[[int], object], repeats: int, device: torch.device
         call(i)
         synchronise(device)
         times.append(1000 * (time.perf_counter() - started))
-    return statistics.median(times)
+    return min(times)
 
 
 def measure_latency(model: nn.Module, method: AttributionMethod, images: torch.Tensor, targets: torch.Tensor,
@@ -48,7 +50,7 @@ def measure_latency(model: nn.Module, method: AttributionMethod, images: torch.T
     """Milliseconds per explanation of ``method`` on ``model``, and per forward pass of the model.
 
     ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64 on the model's device; the model is
-    put in eval mode. Each figure is the median of ``repeats`` timed calls after one warm-up call:
+    put in eval mode. Each figure is the fastest of ``repeats`` timed calls after one warm-up call:
 
     - ``forward_ms_batch1``, ``ms_batch1``: one image per call (no_grad forward pass; ``explain``),
       the calls cycling through the N images;
@@ -70,11 +72,11 @@ def measure_latency(model: nn.Module, method: AttributionMethod, images: torch.T
         with torch.no_grad():
             model(inputs)
 
-    forward_1 = _median_ms(lambda i: forward(images[i % n][None]), repeats, device)
-    explain_1 = _median_ms(lambda i: method.explain(model, images[i % n][None], targets[i % n][None]),
+    forward_1 = _best_ms(lambda i: forward(images[i % n][None]), repeats, device)
+    explain_1 = _best_ms(lambda i: method.explain(model, images[i % n][None], targets[i % n][None]),
                            repeats, device)
-    forward_b = _median_ms(lambda i: forward(many_images), repeats, device) / per_call
-    explain_b = _median_ms(lambda i: method.explain(model, many_images, many_targets), repeats,
+    forward_b = _best_ms(lambda i: forward(many_images), repeats, device) / per_call
+    explain_b = _best_ms(lambda i: method.explain(model, many_images, many_targets), repeats,
                            device) / per_call
     return {"forward_ms_batch1": forward_1, "ms_batch1": explain_1, "images_per_call": per_call,
             "forward_ms_batched": forward_b, "ms_batched": explain_b, "batch_size": method.batch_size,
