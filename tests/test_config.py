@@ -37,7 +37,8 @@ def test_shipped_configs_are_valid(config_file):
 def test_misspelt_key_is_named(config):
     bad = copy.deepcopy(config)
     bad["models"]["vgg_tiny-vanilla"]["trainig"] = {"epochs": 1}
-    with pytest.raises(ConfigError, match=r"config\.models\.vgg_tiny-vanilla: .*'trainig' was unexpected"):
+    with pytest.raises(ConfigError, match=r"config\.models\.vgg_tiny-vanilla: unknown key\(s\) \['trainig'\]; "
+                                          r"allowed: \['algorithm', 'arch', 'arch_args', "):
         validate_config(bad)
 
 

@@ -42,7 +42,9 @@ def test_a_failed_write_leaves_no_shard(tmp_path):
 def test_shard_indices_cover_the_split_once():
     shards = [shard_indices(45, k, 20) for k in range(3)]
     assert np.array_equal(np.concatenate(shards), np.arange(45)) and len(shards[2]) == 5
-    assert len(shard_indices(45, 3, 20)) == 0
+    with pytest.raises(ValueError, match="shard 3 of 20 images starts past the split's 45 images: lower "
+                                         "attribution.shards or attribution.images_per_shard"):
+        shard_indices(45, 3, 20)
 
 
 class FailsAbove(AttributionMethod):

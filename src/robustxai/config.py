@@ -32,9 +32,35 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
-        lines = [f"config.{'.'.join(str(p) for p in error.path) or '<root>'}: {error.message}" for error in errors]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_schema_error_line(e) for e in errors))
+    check_names(config)
     return config
+
+
+def _schema_error_line(error: jsonschema.ValidationError) -> str:
+    """One line per schema error: the key's path, jsonschema's message, then the allowed keys (for an
+    unknown key) or the failing rule's description (e.g. what a name may hold), never the schema itself."""
+    where = "config." + ".".join(str(p) for p in error.path) if error.path else "config"
+    if error.validator == "additionalProperties" and "properties" in error.schema:
+        unknown = sorted(set(error.instance) - set(error.schema["properties"]))
+        return f"{where}: unknown key(s) {unknown}; allowed: {sorted(error.schema['properties'])}"
+    hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return f"{where}: {error.message}" + (f" ({hint})" if hint else "")
+
+
+def check_names(config: dict) -> None:
+    """Raise ConfigError when two models, two attribution methods or two metrics would share files:
+    names equal up to case name the same file on case-insensitive file systems (macOS, Windows)."""
+    groups = {"models": config.get("models", {}),
+              "attribution.methods": (config.get("attribution") or {}).get("methods", {}),
+              "metrics": config.get("metrics", {})}
+    for where, names in groups.items():
+        seen: dict[str, str] = {}
+        for name in names:
+            other = seen.setdefault(name.casefold(), name)
+            if other != name:
+                raise ConfigError(f"config.{where}: '{other}' and '{name}' differ only in case, so their files "
+                                  "collide on case-insensitive file systems; rename one")
 
 
 def load_config(path: str | Path) -> dict:
@@ -135,6 +161,30 @@ def _explainer_settings(config: dict, name: str, entry: dict) -> dict:
     return settings
 
 
+def check_imported_models(config: dict) -> None:
+    """Raise ConfigError when a 'file'-source model's local checkpoint does not fit its entry (another
+    architecture or class count, or weights the entry's network does not have), before any job runs.
+    Files still to be downloaded are checked by their import job."""
+    import pickle
+
+    import torch
+
+    from robustxai.pipeline.models import weights_mismatch
+
+    for name in models_by_source(config, "file"):
+        path = config["models"][name].get("file")
+        if not path or not Path(path).is_file():
+            continue
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as error:
+            raise ConfigError(f"config.models.{name}.file: {path} cannot be read as a checkpoint ({error}); "
+                              "replace it") from error
+        problem = weights_mismatch(name, resolve_model(config, name), payload)
+        if problem:
+            raise ConfigError(f"config.models.{name}.file: {path}: {problem}")
+
+
 def algorithm_settings(entry: dict) -> dict:
     """The training algorithm's own settings of a resolved model entry (``make_algorithm``'s ``settings``):
     an explainer's weight (lambda), loss, freeze_backbone and branch_lr_scale; nothing for other algorithms."""
@@ -193,7 +243,7 @@ def resolve_methods(config: dict, methods: dict[str, dict], models: list[str], w
     """Method entries (name -> settings) with each one's ``models`` filled in (default ``models``) and
     checked: registered methods, configured models, the models their settings name configured and
     suited to the method (e.g. ``explainer`` needs models with an explainer branch)."""
-    from robustxai.attribution import METHODS, method_class  # torch-heavy import only when methods are configured
+    from robustxai.attribution import METHODS, make_method, method_class  # torch-heavy: only when methods are configured
 
     unknown_methods = sorted(key for key, settings in methods.items() if method_name(key, settings) not in METHODS)
     if unknown_methods:
@@ -213,6 +263,8 @@ def resolve_methods(config: dict, methods: dict[str, dict], models: list[str], w
             method_class(method_name(key, settings)).check_models(
                 method_settings(settings), {m: resolve_model(config, m) for m in chosen},
                 {m: resolve_model(config, m) for m in needed.values()})
+            make_method(method_name(key, settings),  # a misspelt or out-of-range setting fails here, not in a job
+                        **{k: v for k, v in method_settings(settings).items() if k != "method"})
         except ValueError as error:
             raise ConfigError(f"{entry_where}: {error}") from error
         resolved[key] = {**settings, "models": list(chosen)}
@@ -264,12 +316,27 @@ def resolve_attribution(config: dict) -> dict | None:
     if section["split"] not in all_split_names(config["dataset"]):
         raise ConfigError(f"config.attribution.split: '{section['split']}' is not one of "
                           f"{all_split_names(config['dataset'])}")
+    size = split_sizes(config["dataset"]).get(section["split"])
+    if size is not None:
+        check_shards_fit(size, section["shards"], section["images_per_shard"], section["split"], "config.attribution")
     return canonical(section)
+
+
+def check_shards_fit(size: int, shards: int, images_per_shard: int, split: str, where: str) -> None:
+    """Raise ConfigError (naming ``where``'s keys) when the last of ``shards`` shards of
+    ``images_per_shard`` images would hold no image of a ``size``-image split; a part-filled last
+    shard is fine."""
+    if (shards - 1) * images_per_shard >= size:
+        raise ConfigError(f"{where}: shards x images_per_shard = {shards} x {images_per_shard} images, but the "
+                          f"'{split}' split has {size}, so shard {shards - 1} would hold none; use at most "
+                          f"{math.ceil(size / images_per_shard)} shards or fewer images_per_shard")
 
 
 #: keys of a metrics entry that select its jobs (which (model, method) pairs it scores) rather than
 #: configure the metric; the jobs do not depend on them
 METRIC_SELECTION_KEYS = ("methods", "models", "pairs")
+#: keys of a metrics entry that are not settings of the metric itself (which metric, which jobs, how many images)
+METRIC_ENTRY_KEYS = ("metric", *METRIC_SELECTION_KEYS, "images")
 
 
 def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
@@ -281,7 +348,10 @@ def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
         return None
     if attribution is None:
         raise ConfigError("config.metrics scores attribution maps: add an 'attribution' section")
-    from robustxai.metrics import METRICS, metric_class  # torch import only when metrics are configured
+    from robustxai.data.kinds import dataset_kind
+    from robustxai.metrics import METRICS, make_metric, metric_class  # torch import only when metrics are configured
+
+    kind = dataset_kind(config["dataset"]["kind"])
 
     resolved = {}
     for name, settings in config["metrics"].items():
@@ -289,6 +359,13 @@ def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
         if registered not in METRICS:
             raise ConfigError(f"config.metrics: unknown metric '{registered}'; known: {sorted(METRICS)} "
                               "(or name one with 'metric:')")
+        try:  # a misspelt or out-of-range setting fails here, not after training and attribution
+            make_metric(registered, **{k: v for k, v in settings.items() if k not in METRIC_ENTRY_KEYS})
+        except ValueError as error:
+            raise ConfigError(f"config.metrics.{name}: {error}") from error
+        if metric_class(registered).needs_boxes and not kind.has_boxes(config["dataset"], attribution["split"]):
+            raise ConfigError(f"config.metrics.{name}: {registered} scores maps against ground-truth boxes, but "
+                              f"the '{attribution['split']}' split of dataset kind '{kind.name}' has none; remove it")
         entry = {"methods": list(attribution["methods"]), "models": list(attribution["models"]), **settings,
                  "metric": registered}
         for key, known in (("methods", attribution["methods"]), ("models", attribution["models"])):

@@ -3,6 +3,7 @@ when that class is asked for, so a job pays only for the imports of what it runs
 from __future__ import annotations
 
 import importlib
+import inspect
 
 
 def registered_class(table: dict[str, str], package: str, kind: str, name: str) -> type:
@@ -15,7 +16,13 @@ def registered_class(table: dict[str, str], package: str, kind: str, name: str) 
 
 
 def build(cls: type, kind: str, name: str, settings: dict):
-    """``cls(**settings)``; a wrong setting raises a ValueError naming the ``kind`` and ``name``."""
+    """``cls(**settings)``; an unknown or wrong setting raises a ValueError naming the ``kind`` and
+    ``name`` (and, for an unknown one, the settings ``cls`` takes)."""
+    parameters = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(settings) - set(parameters))
+        if unknown:
+            raise ValueError(f"{kind} '{name}': unknown setting(s) {unknown}; allowed: {sorted(parameters)}")
     try:
         return cls(**settings)
     except TypeError as error:

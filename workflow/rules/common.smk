@@ -17,6 +17,7 @@ from robustxai.config import (
     all_split_names,
     attribution_jobs,
     canonical,
+    check_imported_models,
     fraction_label,
     needed_models,
     models_by_source,
@@ -30,12 +31,15 @@ from robustxai.config import (
     roar_recipe,
     split_names,
     UNMODIFIED,
+    validate_config,
 )
 
 min_version("9.0")
 
 
-validate(config, "../schemas/config.schema.yaml")
+validate_config(config)  # one line per problem, naming the key (snakemake's validate prints the whole schema)
+validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
+check_imported_models(config)
 
 
 R = config["results"]

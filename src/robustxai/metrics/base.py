@@ -22,7 +22,7 @@ class MetricBatch:
 
     images (N, C, H, W) in [0, 1]; maps (N, H, W) raw attributions; targets (N,) the class each map
     explains (the class predicted on the clean image); boxes (N, 4) ground-truth boxes as pixel
-    (x0, y0, x1, y1) with exclusive ends; masks (N, H, W) bool object masks, or None; method the
+    (x0, y0, x1, y1) with exclusive ends, (-1, -1, -1, -1) where an image has none; masks (N, H, W) bool object masks, or None; method the
     attribution method that made the maps (for metrics that recompute them), or None.
     """
 
@@ -33,6 +33,10 @@ class MetricBatch:
     masks: torch.Tensor | None = None
     method: AttributionMethod | None = None
 
+    def has_box(self) -> torch.Tensor:
+        """(N,) bool: the image has a ground-truth box (``has_box``)."""
+        return has_box(self.boxes)
+
     def box_masks(self) -> torch.Tensor:
         """(N, H, W) bool: True inside each image's box."""
         n, h, w = self.maps.shape
@@ -42,6 +46,13 @@ class MetricBatch:
         return (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
 
 
+def has_box(boxes: torch.Tensor) -> torch.Tensor:
+    """(N,) bool of (N, 4) (x0, y0, x1, y1) boxes: a box with positive area inside the image's
+    coordinates; a missing box is stored as (-1, -1, -1, -1)."""
+    x0, y0, x1, y1 = boxes.unbind(1)
+    return (x0 >= 0) & (y0 >= 0) & (x1 > x0) & (y1 > y0)
+
+
 class Metric:
     """Base class: settings go to ``__init__``; ``__call__`` scores a batch of maps."""
 
@@ -49,6 +60,9 @@ class Metric:
     needs_model = False
     #: whether ``__call__`` recomputes maps with ``batch.method``
     needs_method = False
+    #: whether it scores maps against ground-truth boxes: images without one get NaN (left out of
+    #: every mean and statistic), and the config check refuses it on splits without boxes
+    needs_boxes = False
     #: whether the model inputs it builds are stored like the model's weights (NCHW or channels-last;
     #: ``robustxai.tuning``), which the job's memory-layout choice then assumes
     inputs_in_model_layout = False

@@ -1,6 +1,8 @@
 """Localisation metrics against ground-truth boxes: pointing game, energy in box, box IoU.
 
 None runs the model. Maps are cleaned with ``finite_maps`` first (see ``robustxai.metrics.base``).
+An image without a box (``MetricBatch.has_box``) gets NaN in every column, which every mean and
+statistic of the aggregation leaves out.
 """
 from __future__ import annotations
 
@@ -11,7 +13,22 @@ from scipy import ndimage
 from robustxai.metrics.base import Metric, MetricBatch, finite_maps
 
 
-class PointingGame(Metric):
+class BoxMetric(Metric):
+    """A metric against ground-truth boxes: subclasses implement ``score``; ``__call__`` sets NaN for
+    images without a box."""
+
+    needs_boxes = True
+
+    def score(self, batch: MetricBatch) -> dict[str, torch.Tensor]:
+        """Per-image columns, name -> (N,) float tensor (values of images without a box are ignored)."""
+        raise NotImplementedError
+
+    def __call__(self, model, batch: MetricBatch):
+        present = batch.has_box()
+        return {name: torch.where(present, values.float(), torch.nan) for name, values in self.score(batch).items()}
+
+
+class PointingGame(BoxMetric):
     """Hit (1.0) if the map's maximum (the first in raster order on ties) lies within ``tolerance``
     pixels of the box, else 0.0 (Zhang et al. 2018; TorchRay's 15 px). ``tolerance`` is given for
     ``reference_size`` (224) pixels and scaled to the image: 15 px at 224 is 2.14 px at 32."""
@@ -23,7 +40,7 @@ class PointingGame(Metric):
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
         self.tolerance, self.reference_size = tolerance, reference_size
 
-    def __call__(self, model, batch: MetricBatch):
+    def score(self, batch: MetricBatch):
         n, h, w = batch.maps.shape
         radius = self.tolerance * min(h, w) / self.reference_size
         peak = finite_maps(batch.maps).flatten(1).argmax(1)
@@ -34,13 +51,13 @@ class PointingGame(Metric):
         return {"pointing_game": (dx.pow(2) + dy.pow(2) <= radius ** 2 + 1e-9).float()}
 
 
-class EnergyInBox(Metric):
+class EnergyInBox(BoxMetric):
     """Share of the map's positive mass inside the box (Score-CAM's energy-based pointing game), in
     [0, 1]. A map with no positive mass scores the box's share of the image, as a uniform map does."""
 
     higher_is_better = {"energy_in_box": True}
 
-    def __call__(self, model, batch: MetricBatch):
+    def score(self, batch: MetricBatch):
         positive = finite_maps(batch.maps).clamp_min(0)
         inside = batch.box_masks()
         total = positive.flatten(1).sum(1)
@@ -69,7 +86,7 @@ def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     return inter / union if union > 0 else 0.0
 
 
-class BoxIoU(Metric):
+class BoxIoU(BoxMetric):
     """Weakly-supervised localisation (Zhou et al. 2016): keep pixels above ``threshold`` x the map's
     maximum (positive maps only), box the largest connected component, and report its IoU with the
     ground-truth box and whether it is at least ``hit_iou`` (0.5). No positive value: IoU 0."""
@@ -81,7 +98,7 @@ class BoxIoU(Metric):
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         self.threshold, self.hit_iou = threshold, hit_iou
 
-    def __call__(self, model, batch: MetricBatch):
+    def score(self, batch: MetricBatch):
         maps = finite_maps(batch.maps).cpu().numpy()
         values = []
         for single, box in zip(maps, batch.boxes.cpu().tolist()):

@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def shard_indices(total: int, shard: int, images_per_shard: int) -> np.ndarray:
-    """Image ids of shard ``shard``: [shard * images_per_shard, (shard + 1) * images_per_shard) ∩ [0, total)."""
+    """Image ids of shard ``shard``: [shard * images_per_shard, (shard + 1) * images_per_shard) ∩ [0, total);
+    a shard past the split's end raises ValueError naming the config keys."""
     start = shard * images_per_shard
+    if start >= total:
+        raise ValueError(f"shard {shard} of {images_per_shard} images starts past the split's {total} images: "
+                         "lower attribution.shards or attribution.images_per_shard")
     return np.arange(start, min(start + images_per_shard, total))
 
 

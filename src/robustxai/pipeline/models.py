@@ -104,25 +104,68 @@ def fetch_timm_job(name: str, entry: dict, checkpoint_path: str, history_path: s
     write_history([], history_path)
 
 
+def _plain_state(entry: dict, payload: dict) -> dict:
+    """The network's state dict inside a plain checkpoint: under ``state_dict_key`` if given, only the
+    keys with ``strip_prefix``, the prefix removed."""
+    state = payload[entry["state_dict_key"]] if entry.get("state_dict_key") else payload
+    prefix = entry.get("strip_prefix", "")
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def weights_mismatch(name: str, entry: dict, payload: dict) -> str | None:
+    """Why a loaded checkpoint file does not fit the resolved entry of configured model ``name``, or None.
+
+    A robustxai checkpoint must have the entry's ``arch`` and ``num_classes``; a plain state dict
+    must have exactly the keys and tensor shapes of the entry's network, which is built on the meta
+    device (no memory for weights), so a plan-time check costs about the file's load."""
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        for key in ("arch", "num_classes"):
+            if payload[key] != entry[key]:
+                return f"the checkpoint's {key} is {payload[key]!r}, but config.models.{name}.{key} is {entry[key]!r}"
+        return None
+    if not isinstance(payload, dict):
+        return f"it holds a {type(payload).__name__}, not a state dict"
+    if entry.get("state_dict_key") and entry["state_dict_key"] not in payload:
+        return (f"it has no key '{entry['state_dict_key']}' (config.models.{name}.state_dict_key); "
+                f"its keys: {sorted(payload)[:8]}")
+    state = _plain_state(entry, payload)
+    with torch.device("meta"):
+        expected = build_classifier(entry["arch"], entry["num_classes"], arch_args=entry["arch_args"]).net.state_dict()
+    problems = []
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing:
+        problems.append(f"{len(missing)} weights of {entry['arch']} missing (first: {missing[:3]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weights {entry['arch']} does not have (first: {unexpected[:3]}; "
+                        "set state_dict_key or strip_prefix?)")
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if shapes:
+        problems.append(f"{len(shapes)} weights of another shape than config.models.{name} "
+                        f"(num_classes {entry['num_classes']}) gives (first: {shapes[:2]})")
+    return "; ".join(problems) or None
+
+
 def import_checkpoint_job(name: str, entry: dict, weights_path: str, checkpoint_path: str, history_path: str
                           ) -> None:
     """Import a local or downloaded checkpoint after verifying its sha256 (``weights_only``, ``strict``).
 
     The file may be a robustxai checkpoint, or a plain state dict of ``entry['arch']``, optionally under
     ``state_dict_key``; with ``strip_prefix`` only keys with that prefix are kept, without it (robust
-    zoos store e.g. ``module.model.*`` next to copies of their normaliser and attacker).
+    zoos store e.g. ``module.model.*`` next to copies of their normaliser and attacker). A file that
+    does not fit the entry (``weights_mismatch``) raises ValueError naming it.
     """
     verify_digest(weights_path, entry["sha256"])
     payload = torch.load(weights_path, map_location="cpu", weights_only=True)
+    problem = weights_mismatch(name, entry, payload)
+    if problem:
+        raise ValueError(f"{weights_path}: {problem}")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         model, payload = load_checkpoint(weights_path)
     else:
-        state = payload[entry["state_dict_key"]] if entry.get("state_dict_key") else payload
-        prefix = entry.get("strip_prefix", "")
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         model = build_classifier(entry["arch"], entry["num_classes"], entry.get("mean", IMAGENET_MEAN),
                                  entry.get("std", IMAGENET_STD), entry["arch_args"])
-        model.net.load_state_dict(state, strict=True)
+        model.net.load_state_dict(_plain_state(entry, payload), strict=True)
     save_checkpoint(model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],
                     meta={"name": name, "source": "file", "algorithm": entry["algorithm"], "entry": entry,
                           **provenance()})

@@ -38,6 +38,11 @@ class DatasetKind:
         """Images per split name, for the splits whose size is known before the data exist ({} if none)."""
         return {}
 
+    def has_boxes(self, dataset: dict, split: str) -> bool:
+        """Whether split ``split`` comes with ground-truth boxes (localisation metrics need them); a
+        split with boxes may still lack one for some images (stored as missing)."""
+        return True
+
     def archive(self, dataset: dict) -> dict | None:
         """The archive to download as {"url", "md5", "sha256"} (checksums may be None), or None."""
         return None

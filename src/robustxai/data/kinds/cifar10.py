@@ -16,5 +16,8 @@ class Cifar10(BenchmarkKind):
     image_size, classes, train_size, test_size = 32, 10, 50_000, 10_000
     url, md5 = CIFAR10_URL, CIFAR10_MD5
 
+    def has_boxes(self, dataset: dict, split: str) -> bool:
+        return False
+
     def read(self, source: str) -> dict[str, ImageSplit]:
         return read_cifar10(source)

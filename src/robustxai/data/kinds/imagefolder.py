@@ -26,6 +26,11 @@ class ImageFolder(DatasetKind):
     def num_classes(self, dataset: dict) -> int:
         return int(self.settings(dataset)["num_classes"])
 
+    def has_boxes(self, dataset: dict, split: str) -> bool:
+        """Splits with an ``annotations`` folder; ``ood_corruption`` is built from ``test``."""
+        folder = self.settings(dataset)["splits"].get("test" if split == "ood_corruption" else split) or {}
+        return bool(folder.get("annotations"))
+
     def build_splits(self, dataset: dict, archive_path: str | None) -> dict[str, ImageSplit]:
         settings = self.settings(dataset)
         class_names = None
