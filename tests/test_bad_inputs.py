@@ -14,6 +14,7 @@ import yaml
 
 from robustxai.config import (
     ConfigError,
+    check_download_checksums,
     check_imported_models,
     load_config,
     resolve_attribution,
@@ -37,6 +38,7 @@ def config():
 def plan(config):
     """The plan-time checks the Snakefile runs, in its order."""
     validate_config(config)
+    check_download_checksums(config)
     check_imported_models(config)
     resolve_metrics(config, resolve_attribution(config))
 
@@ -171,6 +173,25 @@ def test_an_unknown_top_level_key_lists_the_allowed_ones_only(config):
     assert str(raised.value) == ("invalid configuration:\n  config: unknown key(s) ['metric']; allowed: ['aggregation', "
                                  "'alignment', 'attack', 'attribution', 'dataset', 'evaluation', 'latency', "
                                  "'metrics', 'models', 'resources', 'results', 'roar', 'training']")
+
+
+# 3. nothing is downloaded without a checksum
+
+@pytest.mark.parametrize("config_file, kind", [("configs/cifar10.yaml", "cifar10"),
+                                               ("configs/tinyimagenet.yaml", "tinyimagenet")])
+def test_an_archive_from_another_url_needs_a_checksum(config_file, kind):
+    config = load_config(ROOT / config_file)
+    check_download_checksums(config)  # the official archive: its checksum is built in or configured
+    config["dataset"][kind].update(url="https://mirror.example/archive", md5=None, sha256=None)
+    with pytest.raises(ConfigError, match=rf"^config\.dataset\.{kind}: the archive https://mirror\.example/archive has "
+                                          rf"no checksum to verify it by; set config\.dataset\.{kind}\.sha256 \(or md5\)$"):
+        plan(config)
+
+
+def test_a_model_download_needs_its_sha256(config):
+    config["models"]["zoo"] = {"arch": "cifar_resnet_tiny", "source": "file", "url": "https://zoo.example/m.pt"}
+    with pytest.raises(ConfigError, match=r"^model 'zoo': source 'file' needs 'file' \(or 'url'\) and its 'sha256'$"):
+        plan(config)
 
 
 # 4. imported checkpoints that do not fit their config entry

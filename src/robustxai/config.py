@@ -161,10 +161,24 @@ def _explainer_settings(config: dict, name: str, entry: dict) -> dict:
     return settings
 
 
+def check_download_checksums(config: dict) -> None:
+    """Raise ConfigError when the dataset's archive would be downloaded without a checksum to verify
+    (a non-default ``url`` needs its own ``sha256`` or ``md5``); models' downloads need their
+    ``sha256`` by the schema and ``resolve_model``."""
+    from robustxai.data.kinds import dataset_kind
+
+    kind = dataset_kind(config["dataset"]["kind"])
+    archive = kind.archive(config["dataset"])
+    if archive is not None and not (archive.get("sha256") or archive.get("md5")):
+        raise ConfigError(f"config.dataset.{kind.name}: the archive {archive['url']} has no checksum to verify it "
+                          f"by; set config.dataset.{kind.name}.sha256 (or md5)")
+
+
 def check_imported_models(config: dict) -> None:
     """Raise ConfigError when a 'file'-source model's local checkpoint does not fit its entry (another
-    architecture or class count, or weights the entry's network does not have), before any job runs.
-    Files still to be downloaded are checked by their import job."""
+    architecture or class count, or weights the entry's network does not have), or when its entry
+    lacks the file or its sha256, before any job runs. Files still to be downloaded are checked by
+    their import job."""
     import pickle
 
     import torch
@@ -172,7 +186,8 @@ def check_imported_models(config: dict) -> None:
     from robustxai.pipeline.models import weights_mismatch
 
     for name in models_by_source(config, "file"):
-        path = config["models"][name].get("file")
+        entry = resolve_model(config, name)  # raises for a missing file/url or sha256
+        path = entry.get("file")
         if not path or not Path(path).is_file():
             continue
         try:
@@ -180,7 +195,7 @@ def check_imported_models(config: dict) -> None:
         except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as error:
             raise ConfigError(f"config.models.{name}.file: {path} cannot be read as a checkpoint ({error}); "
                               "replace it") from error
-        problem = weights_mismatch(name, resolve_model(config, name), payload)
+        problem = weights_mismatch(name, entry, payload)
         if problem:
             raise ConfigError(f"config.models.{name}.file: {path}: {problem}")
 

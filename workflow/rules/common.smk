@@ -17,6 +17,7 @@ from robustxai.config import (
     all_split_names,
     attribution_jobs,
     canonical,
+    check_download_checksums,
     check_imported_models,
     fraction_label,
     needed_models,
@@ -39,6 +40,7 @@ min_version("9.0")
 
 validate_config(config)  # one line per problem, naming the key (snakemake's validate prints the whole schema)
 validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
+check_download_checksums(config)
 check_imported_models(config)
 
 
