@@ -33,8 +33,12 @@ def verify_digest(path: str | os.PathLike, expected: str, algorithm: str = "sha2
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: str | None = None) -> Path:
     """Fetch ``url`` (http(s) or file://) to ``dest``, verify it, and only then move it into place.
 
-    A failed or interrupted download leaves no file at ``dest``.
+    A failed or interrupted download leaves no file at ``dest``; a download without a checksum is
+    refused (ValueError), since its bytes are later read as data or weights.
     """
+    if not (sha256 or md5):
+        raise ValueError(f"refusing to download {url} without a sha256 or md5 checksum: add the file's checksum "
+                         "to the config")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")

@@ -7,6 +7,7 @@ is the union of those boxes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,24 +16,40 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from robustxai.data.splits import ImageSplit, boxes_from_masks
+from robustxai.data.images import read_rgb
+from robustxai.data.splits import MISSING_BOX, ImageSplit, boxes_from_masks
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def read_voc_boxes(xml_path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int, int]]]:
     """Objects of a Pascal-VOC XML file as (name, (x0, y0, x1, y1)), 0-based with exclusive ends.
 
-    VOC stores 1-based inclusive corners, so x0 = xmin - 1 and x1 = xmax.
+    VOC stores 1-based inclusive corners, so x0 = xmin - 1 and x1 = xmax. Malformed XML, an object
+    without a ``<bndbox>`` or a corner that is missing or not a number raise ValueError naming the file.
+    Boxes are returned as written, even inverted or outside the image (``load_imagefolder`` clips them).
     """
-    root = ET.parse(xml_path).getroot()
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as error:
+        raise ValueError(f"{xml_path}: malformed VOC XML ({error}); fix or replace the file") from error
     objects = []
     for obj in root.iter("object"):
+        name = obj.findtext("name", default="").strip()
         box = obj.find("bndbox")
         if box is None:
-            raise ValueError(f"{xml_path}: object without <bndbox>")
-        xmin, ymin, xmax, ymax = (int(float(box.findtext(tag))) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        objects.append((obj.findtext("name", default="").strip(), (xmin - 1, ymin - 1, xmax, ymax)))
+            raise ValueError(f"{xml_path}: object '{name}' has no <bndbox>; fix or replace the file")
+        corners = []
+        for tag in ("xmin", "ymin", "xmax", "ymax"):
+            text = (box.findtext(tag) or "").strip()
+            try:
+                corners.append(int(float(text)))
+            except ValueError:
+                raise ValueError(f"{xml_path}: object '{name}' has {'no' if not text else f'a non-numeric ({text!r})'} "
+                                 f"<{tag}> in its <bndbox>; fix or replace the file") from None
+        xmin, ymin, xmax, ymax = corners
+        objects.append((name, (xmin - 1, ymin - 1, xmax, ymax)))
     return objects
 
 
@@ -44,11 +61,11 @@ def _annotation_path(annotations: Path, class_name: str, stem: str) -> Path | No
 
 
 def _resize_crop(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, int]:
-    """Resize short side to ``size`` then centre-crop; returns (uint8 (size, size, 3), scale, dx, dy)."""
+    """Of an RGB image: resize short side to ``size`` then centre-crop; returns (uint8 (size, size, 3), scale, dx, dy)."""
     width, height = image.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    resized = image.convert("RGB").resize((new_w, new_h), Image.BILINEAR)
+    resized = image.resize((new_w, new_h), Image.BILINEAR)
     dx, dy = (new_w - size) // 2, (new_h - size) // 2
     return np.asarray(resized.crop((dx, dy, dx + size, dy + size)), dtype=np.uint8), scale, dx, dy
 
@@ -59,7 +76,7 @@ def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
 
     Args:
         images: root whose sub-folders are classes.
-        annotations: root of the VOC XML files, or None (boxes then -1, no masks).
+        annotations: root of the VOC XML files, or None (every box then ``MISSING_BOX``, no masks).
         image_size: side S of the output images in pixels.
         class_names: class order (label = index); default sorted folder names. Folders not in it are
             an error, so a typo cannot silently relabel images.
@@ -75,11 +92,10 @@ def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
     if not files:
         raise FileNotFoundError(f"{images}: no images found in class sub-folders")
     out = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
-    boxes = np.full((len(files), 4), -1, dtype=np.int32)
+    boxes = np.tile(np.array(MISSING_BOX, dtype=np.int32), (len(files), 1))
     masks = np.zeros((len(files), image_size, image_size), dtype=bool) if annotations else None
     for i, (path, label) in enumerate(tqdm(files, desc=str(images), mininterval=2.0)):
-        with Image.open(path) as image:
-            out[i], scale, dx, dy = _resize_crop(image, image_size)
+        out[i], scale, dx, dy = _resize_crop(read_rgb(path), image_size)
         if annotations is None:
             continue
         xml = _annotation_path(annotations, class_names[label], path.stem)
@@ -91,8 +107,14 @@ def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
             box = np.array([x0 * scale - dx, y0 * scale - dy, x1 * scale - dx, y1 * scale - dy])
             bx0, by0 = (int(np.clip(np.floor(v), 0, image_size)) for v in box[:2])
             bx1, by1 = (int(np.clip(np.ceil(v), 0, image_size)) for v in box[2:])
-            if bx1 > bx0 and by1 > by0:
+            if bx1 > bx0 and by1 > by0:  # what lies inside the crop; a box partly outside is clipped
                 masks[i, by0:by1, bx0:bx1] = True
+            else:
+                log.warning("%s: box %s of '%s' is inverted, empty or outside the image; left out", xml,
+                            (x0 + 1, y0 + 1, x1, y1), name or class_names[label])
+        if not masks[i].any():
+            log.warning("%s: no box of '%s' inside the image: %s counts as having no box (localisation "
+                        "metrics score it NaN)", xml, class_names[label], path)
     if masks is not None:
         boxes = boxes_from_masks(masks)
     return ImageSplit(images=out, labels=np.array([label for _, label in files], dtype=np.int64),

@@ -2,7 +2,7 @@
 
 A split holds images as uint8 (N, H, W, 3), integer labels (N,), object boxes (N, 4) as
 ``(x0, y0, x1, y1)`` in pixels with exclusive ends (so ``img[y0:y1, x0:x1]`` is the box;
-``-1`` everywhere when unknown), optional object masks (N, H, W) bool, class names, and any
+``MISSING_BOX`` when an image has none), optional object masks (N, H, W) bool, class names, and any
 per-image extras (e.g. corruption name and severity) as further arrays of length N.
 """
 from __future__ import annotations
@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from robustxai.files import atomic_output
+
 if TYPE_CHECKING:  # torch is imported when tensors are asked for, so config-time code does not pay for it
     import torch
 
 EXTRA_PREFIX = "extra_"
+#: the box stored for an image without one (localisation metrics score it NaN)
+MISSING_BOX = (-1, -1, -1, -1)
 
 
 @dataclass
@@ -74,9 +78,8 @@ def save_split(split: ImageSplit, path: str | os.PathLike) -> None:
     if split.masks is not None:
         arrays["masks"] = split.masks.astype(bool)
     arrays.update({EXTRA_PREFIX + k: v for k, v in split.extras.items()})
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no ".npz"
+        np.savez_compressed(file, **arrays)
 
 
 def load_split(path: str | os.PathLike) -> ImageSplit:
@@ -95,9 +98,9 @@ def load_split(path: str | os.PathLike) -> ImageSplit:
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     """Tight boxes (N, 4) ``(x0, y0, x1, y1)``, exclusive ends, of boolean masks (N, H, W).
 
-    An empty mask gets the box ``(-1, -1, -1, -1)``.
+    An empty mask gets ``MISSING_BOX``.
     """
-    boxes = np.full((len(masks), 4), -1, dtype=np.int32)
+    boxes = np.tile(np.array(MISSING_BOX, dtype=np.int32), (len(masks), 1))
     for i, mask in enumerate(masks):
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         if rows.size:

@@ -24,10 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from robustxai.data.splits import ImageSplit
+from robustxai.data.images import read_rgb
+from robustxai.data.splits import MISSING_BOX, ImageSplit
 
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINYIMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
@@ -63,11 +63,11 @@ def _open_tree(source: str | os.PathLike) -> Iterator[Callable[[str], bytes]]:
 
 def exclusive_box(corners: list[str], size: int = IMAGE_SIZE) -> tuple[int, int, int, int]:
     """Inclusive corners ``x0 y0 x1 y1`` (text) -> (x0, y0, x1 + 1, y1 + 1) clipped to [0, size];
-    (-1, -1, -1, -1) when the clipped box is empty."""
+    ``MISSING_BOX`` when the clipped box is empty."""
     x0, y0, x1, y1 = (int(c) for c in corners)
     x0, y0 = min(max(x0, 0), size), min(max(y0, 0), size)
     x1, y1 = min(max(x1 + 1, 0), size), min(max(y1 + 1, 0), size)
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else (-1, -1, -1, -1)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else MISSING_BOX
 
 
 def _lines(data: bytes) -> list[list[str]]:
@@ -81,11 +81,11 @@ def _read_split(read: Callable[[str], bytes], entries: list[Entry], class_names:
     boxes = np.empty((len(entries), 4), dtype=np.int32)
     masks = np.zeros((len(entries), IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
     for i, (path, _, corners) in enumerate(tqdm(entries, desc=desc, mininterval=2.0)):
-        with Image.open(io.BytesIO(read(path))) as image:
-            if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-                raise ValueError(f"{path}: {image.size[0]}x{image.size[1]} px, Tiny ImageNet images are "
-                                 f"{IMAGE_SIZE}x{IMAGE_SIZE}")
-            images[i] = np.asarray(image.convert("RGB"))
+        image = read_rgb(io.BytesIO(read(path)), path)
+        if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"{path}: {image.size[0]}x{image.size[1]} px, Tiny ImageNet images are "
+                             f"{IMAGE_SIZE}x{IMAGE_SIZE}")
+        images[i] = np.asarray(image)
         boxes[i] = x0, y0, x1, y1 = exclusive_box(corners)
         if x0 >= 0:
             masks[i, y0:y1, x0:x1] = True

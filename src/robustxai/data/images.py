@@ -1,0 +1,32 @@
+"""Decoding image files to 8-bit RGB, the one place image bytes are read."""
+from __future__ import annotations
+
+import os
+from typing import IO
+
+import numpy as np
+from PIL import Image
+
+#: Pillow modes of 16-bit greyscale images (PNG opens as "I;16" or, in older Pillow, as "I")
+SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I"}
+#: 16-bit values per 8-bit step (65535 / 255)
+SIXTEEN_TO_EIGHT_BIT = 257
+
+
+def read_rgb(file: str | os.PathLike | IO[bytes], name: str | os.PathLike | None = None) -> Image.Image:
+    """The image in ``file`` (a path or a binary file object), fully decoded as 8-bit RGB.
+
+    16-bit greyscale images are scaled by their bit depth (value / 257, so 65535 becomes 255; Pillow's
+    own conversion clips them at 255, which turns them white). A truncated or unreadable file raises
+    ValueError naming it (``name``, default ``file``).
+    """
+    try:
+        with Image.open(file) as image:
+            image.load()
+            if image.mode in SIXTEEN_BIT_MODES:
+                values = np.asarray(image, dtype=np.float64) / SIXTEEN_TO_EIGHT_BIT
+                return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L").convert("RGB")
+            return image.convert("RGB")
+    except OSError as error:  # truncated, or not an image (PIL's UnidentifiedImageError is an OSError)
+        raise ValueError(f"{name or file}: cannot read the image ({error}); replace the file (e.g. download "
+                         "it again)") from error
