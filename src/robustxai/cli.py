@@ -1,7 +1,9 @@
-"""Command line: ``robustxai explain`` draws attribution maps for a few images before a full study.
+"""Command line: ``robustxai explain`` draws attribution maps for a few images before a full study;
+``robustxai verify`` checks a study's result files and lists (``--fix``: removes) the corrupt ones.
 
     robustxai explain --model results/models/vgg_tiny-vanilla.pt --images digit.png \\
         --methods gradient gradcam rise --out grid.png
+    robustxai verify results --fix
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from PIL import Image
 
 from robustxai.attribution import METHODS, make_method
 from robustxai.data.imagefolder import IMAGE_SUFFIXES
+from robustxai.data.images import read_rgb
 from robustxai.models import load_checkpoint
 
 
@@ -25,8 +28,7 @@ def load_images(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
         raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
     arrays = []
     for file in files:
-        with Image.open(file) as image:
-            arrays.append(np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+        arrays.append(np.asarray(read_rgb(file).resize((size, size), Image.BILINEAR), dtype=np.float32))
     images = torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2).contiguous()
     return images, [f.name for f in files]
 
@@ -74,6 +76,29 @@ def explain_command(args: argparse.Namespace) -> None:
     print(f"{len(images)} image(s) x {len(maps)} method(s) -> {args.out}")
 
 
+def verify_command(args: argparse.Namespace) -> int:
+    """Print one line per corrupt or leftover file, a summary and the command that regenerates the corrupt
+    ones; 1 when a corrupt file was found, else 0."""
+    from robustxai.pipeline.verify import CORRUPT, LEFTOVER, UNVERIFIED, verify_results
+
+    try:
+        checks = verify_results(args.results, fix=args.fix)
+    except NotADirectoryError as error:
+        raise SystemExit(str(error)) from None
+    count = {status: sum(c.status == status for c in checks) for status in (CORRUPT, LEFTOVER, UNVERIFIED)}
+    for check in checks:
+        if check.status in (CORRUPT, LEFTOVER):
+            print(f"{'removed' if args.fix else check.status}: {check.path} ({check.reason})")
+    print(f"checked {len(checks)} files under {args.results}: {count[CORRUPT]} corrupt, {count[LEFTOVER]} leftover "
+          f"temporary, {count[UNVERIFIED]} written before checksums (not verifiable)")
+    if count[CORRUPT]:
+        # a removed file that no job of a plain run needs (e.g. a checkpoint) is regenerated only when forced
+        forcerun = "snakemake --forcerun " + " ".join(str(c.path) for c in checks if c.status == CORRUPT)
+        print(("to regenerate them" if args.fix else f"to regenerate them: robustxai verify {args.results} --fix, "
+               "then") + f", with your usual options: {forcerun}")
+    return 1 if count[CORRUPT] else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``robustxai`` command."""
     parser = argparse.ArgumentParser(prog="robustxai", description=__doc__.splitlines()[0])
@@ -86,7 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     explain.add_argument("--size", type=int, default=32, help="images are resized to SIZE x SIZE (default 32)")
     explain.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted one)")
     explain.add_argument("--out", default="explain.png", help="output PNG (default explain.png)")
+    verify = commands.add_parser("verify", help="check the checksums of a results folder's shards, tables and "
+                                 "checkpoints; exit status 1 when one is corrupt")
+    verify.add_argument("results", help="the results folder as the config's `results` names it, e.g. results (run "
+                        "from the workflow's directory: the printed snakemake command names files so)")
+    verify.add_argument("--fix", action="store_true", help="remove the corrupt and leftover temporary files (when no "
+                        "workflow runs); the printed snakemake --forcerun command then regenerates them")
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        raise SystemExit(verify_command(args))
     explain_command(args)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from robustxai.aggregation.statistics import mean_with_ci
+from robustxai.integrity import read_table
 
 #: columns every metric table carries that are not metric values
 BOOKKEEPING = ("image", "target", "predicted", "confidence", "degenerate")
@@ -35,7 +36,7 @@ def long_metric_values(tables: list[MetricTable]) -> pd.DataFrame:
     predicted, confidence, degenerate, value (float)."""
     parts = []
     for table in tables:
-        frame = pd.read_parquet(table.path)
+        frame = read_table(table.path)
         values = [c for c in frame.columns if c not in BOOKKEEPING]
         long = frame.melt(id_vars=list(BOOKKEEPING), value_vars=values, var_name="column", value_name="value")
         long.insert(0, "metric", table.metric)

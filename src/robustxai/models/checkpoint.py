@@ -3,15 +3,19 @@
 Layout: ``{"format", "arch", "arch_args", "num_classes", "mean", "std", "state_dict", "meta"}``,
 where ``state_dict`` is the :class:`ImageClassifier`'s (normaliser buffers included) and ``meta``
 holds provenance (algorithm, training settings, seed, package versions); explainer models add
-``"explainer"``, the settings their branch is rebuilt from.
+``"explainer"``, the settings their branch is rebuilt from. Every payload written by :func:`save_payload`
+(checkpoints and training resume files) also holds ``"content_sha256"``, the checksum of the rest, which
+:func:`load_payload` verifies.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import pickle
 
 import torch
 
+from robustxai.files import atomic_output
+from robustxai.integrity import CHECKSUM_KEY, CorruptFileError, check_checksum, content_sha256
 from robustxai.models.wrapper import ImageClassifier, build_classifier
 
 FORMAT = "robustxai-checkpoint-v1"
@@ -20,8 +24,6 @@ FORMAT = "robustxai-checkpoint-v1"
 def save_checkpoint(model: ImageClassifier, path: str | os.PathLike, arch: str, num_classes: int,
                     arch_args: dict | None = None, meta: dict | None = None) -> None:
     """Write ``model`` to ``path`` atomically (temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "arch": arch,
@@ -34,9 +36,30 @@ def save_checkpoint(model: ImageClassifier, path: str | os.PathLike, arch: str, 
     }
     if model.explainer is not None:
         payload["explainer"] = dict(model.explainer.settings)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_payload(payload, path)
+
+
+def save_payload(payload: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` a dict of tensors and primitives to ``path`` atomically, with its ``content_sha256``."""
+    with atomic_output(path) as tmp:
+        torch.save({**payload, CHECKSUM_KEY: content_sha256(payload)}, tmp)
+
+
+def load_payload(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """The dict :func:`save_payload` wrote (``weights_only=True``), its checksum verified (files written
+    before checksums have none); :class:`~robustxai.integrity.CorruptFileError` naming ``path`` when it is
+    truncated or damaged."""
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+        raise CorruptFileError.unreadable(path, "torch file", error) from error
+    if not isinstance(payload, dict):
+        raise CorruptFileError(path, f"a torch file holding a {type(payload).__name__}, not a dict")
+    check_checksum(path, payload.get(CHECKSUM_KEY),
+                   content_sha256({k: v for k, v in payload.items() if k != CHECKSUM_KEY}))
+    return payload
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
@@ -45,8 +68,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     The model is returned in eval mode.
     """
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    payload = load_payload(path, map_location)
+    if payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} checkpoint")
     model = build_classifier(payload["arch"], payload["num_classes"], payload["mean"], payload["std"],
                              payload["arch_args"], explainer=payload.get("explainer"))

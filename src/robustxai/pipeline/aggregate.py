@@ -12,6 +12,7 @@ import pandas as pd
 from robustxai.aggregation import analysis, plots
 from robustxai.aggregation.findings import check_findings, findings_markdown
 from robustxai.aggregation.tables import MetricTable, explainability_table, long_metric_values
+from robustxai.integrity import read_table
 
 
 def _mkdirs(*paths: str) -> None:
@@ -56,13 +57,15 @@ def explainability_job(tables: list[MetricTable], models_path: str, methods: dic
     """Write ``tables/explainability.csv`` (per (model, method) means with bootstrap CIs, models.csv
     joined in), the long per-image table (Parquet) and ``tables/methods.csv`` (name, registered
     method, family)."""
+    from robustxai.pipeline.metrics import write_table
+
     catalogue = method_catalogue(methods)
     families = dict(zip(catalogue["method"], catalogue["family"]))
     long = long_metric_values(tables)
     table = explainability_table(long, pd.read_csv(models_path), families, resamples, seed)
-    _mkdirs(table_path, per_image_path, methods_path)
+    _mkdirs(table_path, methods_path)
     table.to_csv(table_path, index=False)
-    long.to_parquet(per_image_path, index=False)
+    write_table(long, per_image_path)
     catalogue.to_csv(methods_path, index=False)
     return table
 
@@ -79,7 +82,7 @@ def analysis_job(per_image_path: str, explainability_path: str, models_path: str
     """Write the analyses: ``outputs`` keys across_models, within_models (correlations),
     method_ranking, ranking_agreement, group_comparisons, model_scores (CSV each)."""
     models, explainability, families, _ = _inputs(models_path, explainability_path, methods_path)
-    long = pd.read_parquet(per_image_path)
+    long = read_table(per_image_path)
     scores = score_directions(metric_names)
     results = {
         "across_models": analysis.across_model_correlations(explainability, models, scores, families, seed),
@@ -115,7 +118,7 @@ def findings_job(models_path: str, methods_path: str, comparisons_path: str, ran
             return reader(explainer_study[key]) if explainer_study.get(key) else None
 
         second = check_explainer_findings(read("roar", pd.read_csv), read("latency", pd.read_csv),
-                                          read("per_image", pd.read_parquet),
+                                          read("per_image", read_table),
                                           method_catalogue(explainer_study["methods"]), explainer_study["alignments"],
                                           explainer_study["last_block_metrics"])
         text += explainer_findings_markdown(second)
@@ -130,7 +133,7 @@ def plots_job(per_image_path: str, explainability_path: str, models_path: str, m
     """Draw the summary plots; ``outputs`` maps heatmap, confidence, tradeoff and (when the study has
     sanity checks) sanity to (png, data) path pairs."""
     models, explainability, _, _ = _inputs(models_path, explainability_path, methods_path)
-    long = pd.read_parquet(per_image_path)
+    long = read_table(per_image_path)
     scores = score_directions(metric_names)
     model_scores = pd.read_csv(scores_path).set_index("model")["explainability_score"]
     plots.plot_metric_heatmap(explainability, scores, *outputs["heatmap"])

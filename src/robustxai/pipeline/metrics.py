@@ -12,16 +12,15 @@ import torch
 from tqdm import tqdm
 
 from robustxai.attribution.shards import read_shard
-from robustxai.config import METRIC_SELECTION_KEYS
+from robustxai.config import METRIC_ENTRY_KEYS
 from robustxai.files import atomic_output
+from robustxai.integrity import read_arrow_table, stamp_table
 from robustxai.data.splits import load_split
 from robustxai.metrics import MetricBatch, degenerate_maps, make_metric, metric_class
+from robustxai.metrics.base import has_box
 from robustxai.provenance import provenance
 
 log = logging.getLogger(__name__)
-
-#: keys of a metric's config entry that select jobs or images rather than configure the metric
-SELECTION_KEYS = ("metric", *METRIC_SELECTION_KEYS, "images")
 
 
 def read_shards(paths: list[str], limit: int | None = None) -> dict[str, np.ndarray]:
@@ -34,9 +33,9 @@ def read_shards(paths: list[str], limit: int | None = None) -> dict[str, np.ndar
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike, about: dict | None = None) -> None:
-    """Write ``table`` as Parquet via a temporary name, so a half-written table is never read;
-    ``about`` (JSON-able: the metric, its settings, provenance) goes into the file's metadata under
-    "robustxai" (``table_metadata`` reads it back)."""
+    """Write ``table`` as Parquet via a temporary name, so a half-written table is never read, with its
+    content checksum (``integrity.read_table`` verifies it); ``about`` (JSON-able: the metric, its
+    settings, provenance) goes into the file's metadata under "robustxai" (``table_metadata`` reads it back)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -45,14 +44,13 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike, about: dict | None
         arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
                                                b"robustxai": json.dumps(about, default=str).encode()})
     with atomic_output(path) as tmp:
-        pq.write_table(arrow, tmp)
+        pq.write_table(stamp_table(arrow), tmp)
 
 
 def table_metadata(path: str | os.PathLike) -> dict:
-    """What ``write_table`` stored about a metric table (empty for tables written without it)."""
-    import pyarrow.parquet as pq
-
-    metadata = pq.read_schema(path).metadata or {}
+    """What ``write_table`` stored about a metric table (empty for tables written without it); the
+    table is read and verified, so a damaged one raises ``CorruptFileError`` naming it."""
+    metadata = read_arrow_table(path).schema.metadata or {}
     return json.loads(metadata[b"robustxai"]) if b"robustxai" in metadata else {}
 
 
@@ -65,7 +63,7 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
     ``method_name`` and ``method_settings`` by those that recompute maps. ``metric_name`` is the
     registered metric."""
     cls = metric_class(metric_name)
-    metric = make_metric(metric_name, **{k: v for k, v in settings.items() if k not in SELECTION_KEYS})
+    metric = make_metric(metric_name, **{k: v for k, v in settings.items() if k not in METRIC_ENTRY_KEYS})
     data = read_shards(shard_paths, settings.get("images"))
     split = load_split(split_path)
     images, _ = split.tensors()
@@ -107,9 +105,14 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
         "degenerate": degenerate_maps(maps).numpy(),
         **{name: np.concatenate(parts) for name, parts in columns.items()}})
     ranking = getattr(metric, "ranking", None)
-    write_table(table, output_path, {"metric": metric_name, "settings": settings, "method": method_name,
-                                     "ranking": ranking.as_dict() if ranking is not None else None,
-                                     "wall_seconds": wall, **provenance()})
+    about = {"metric": metric_name, "settings": settings, "method": method_name,
+             "ranking": ranking.as_dict() if ranking is not None else None, "wall_seconds": wall, **provenance()}
+    if cls.needs_boxes:
+        about["images_without_box"] = int((~has_box(boxes)).sum())
+        if about["images_without_box"]:
+            log.warning("%d of %d images have no ground-truth box: their %s values are NaN, left out of every "
+                        "mean and statistic", about["images_without_box"], len(index), metric_name)
+    write_table(table, output_path, about)
     log.info("%s: %d images in %.2f s (%.1f images/s); %d degenerate maps", metric_name, len(index), wall,
              len(index) / wall if wall > 0 else float("inf"), int(table["degenerate"].sum()))
     return table

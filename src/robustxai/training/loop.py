@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from robustxai.integrity import CorruptFileError
+from robustxai.models.checkpoint import load_payload, save_payload
 from robustxai.models.inference import predict_logits
 from robustxai.training.algorithms import VanillaTraining
 
@@ -138,8 +140,8 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
     steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
     history, start_epoch = [], 0
     resume_path = Path(resume_path) if resume_path else None
-    if resume_path and resume_path.exists():
-        state = torch.load(resume_path, map_location=device, weights_only=True)
+    state = _resume_state(resume_path, device) if resume_path and resume_path.exists() else None
+    if state is not None:
         if state.get("key") == resume_key:
             model.load_state_dict(state["model"], strict=True)
             optimizer.load_state_dict(state["optimizer"])
@@ -180,15 +182,23 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
                         **algorithm.epoch_summary(), "seconds": time.time() - started})
         log.info("epoch %d: %s", epoch + 1, json.dumps(history[-1]))
         if resume_path:
-            tmp = resume_path.with_name(resume_path.name + ".tmp")
-            torch.save({"key": resume_key, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(), "history": history}, tmp)
-            os.replace(tmp, resume_path)
+            save_payload({"key": resume_key, "epoch": epoch + 1, "model": model.state_dict(),
+                          "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                          "torch_rng": torch.get_rng_state(), "history": history}, resume_path)
     model = algorithm.finalize(model).cpu().eval()
     if resume_path:
         resume_path.unlink(missing_ok=True)
     return TrainingResult(model=model, history=history)
+
+
+def _resume_state(path: Path, device: torch.device) -> dict | None:
+    """The state a resume file holds, or None (logged, naming the file) when it is corrupt: training then
+    starts over, as the file only saves time."""
+    try:
+        return load_payload(path, map_location=device)
+    except CorruptFileError as error:
+        log.warning("ignoring %s: it is corrupt (%s); training starts from the first epoch", path, error.reason)
+        return None
 
 
 def settings_from_config(entry: dict) -> TrainingSettings:
