@@ -67,8 +67,8 @@ def test_ood_splits_shift_the_distribution(splits):
 
 
 def test_split_file_round_trip(splits, tmp_path):
-    save_split(splits["ood_corruption"], tmp_path / "s.npz")
-    loaded = load_split(tmp_path / "s.npz")
+    save_split(splits["ood_corruption"], tmp_path / "s.h5")
+    loaded = load_split(tmp_path / "s.h5")
     assert np.array_equal(loaded.images, splits["ood_corruption"].images)
     assert np.array_equal(loaded.masks, splits["ood_corruption"].masks)
     assert np.array_equal(loaded.extras["severity"], splits["ood_corruption"].extras["severity"])

@@ -89,7 +89,7 @@ def test_archive_kinds_need_the_archive():
 def test_prepare_dataset_writes_every_tinyimagenet_split(tmp_path):
     make_tinyimagenet_zip(tmp_path / "tiny.zip")
     dataset = {"name": "t", "kind": "tinyimagenet", "image_size": 64, "seed": 0, "tinyimagenet": {"val_size": 4}}
-    outputs = {name: str(tmp_path / "data" / f"{name}.npz") for name in all_split_names(dataset)}
+    outputs = {name: str(tmp_path / "data" / f"{name}.h5") for name in all_split_names(dataset)}
     sizes = prepare_dataset(dataset, outputs, archive=str(tmp_path / "tiny.zip"))
     train_size, test_size = 3 * TINY_PER_CLASS, 3 * TINY_VAL_PER_CLASS
     assert sizes == {"train": train_size - 4, "val": 4, "test": test_size, "ood_corruption": test_size}
@@ -105,7 +105,7 @@ def test_prepare_dataset_writes_every_tinyimagenet_split(tmp_path):
 def test_prepare_dataset_carves_cifar10_val_by_the_seeded_permutation(tmp_path):
     make_cifar_archive(tmp_path / "c.tar.gz", per_batch=6)
     dataset = {"name": "c", "kind": "cifar10", "image_size": 32, "seed": 3, "cifar10": {"val_size": 7}}
-    outputs = {name: str(tmp_path / f"{name}.npz") for name in all_split_names(dataset)}
+    outputs = {name: str(tmp_path / f"{name}.h5") for name in all_split_names(dataset)}
     assert prepare_dataset(dataset, outputs, archive=str(tmp_path / "c.tar.gz")) == {
         "train": 23, "val": 7, "test": 6, "ood_corruption": 6}
     official = read_cifar10(tmp_path / "c.tar.gz")["train"]

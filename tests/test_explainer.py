@@ -134,8 +134,8 @@ def test_joint_training_learns_the_targets_and_the_checkpoint_round_trips(digits
 
 
 def test_train_model_job_reads_targets_from_shards_and_starts_from_init(digits, tmp_path):
-    save_split(digits["train"], tmp_path / "train.npz")
-    save_split(digits["val"], tmp_path / "val.npz")
+    save_split(digits["train"], tmp_path / "train.h5")
+    save_split(digits["val"], tmp_path / "val.h5")
     vanilla = build_classifier("cifar_resnet_tiny", 10, (0.5,) * 3, (0.25,) * 3)
     save_checkpoint(vanilla, tmp_path / "vanilla.pt", "cifar_resnet_tiny", 10)
     paths = []
@@ -153,7 +153,7 @@ def test_train_model_job_reads_targets_from_shards_and_starts_from_init(digits, 
              "explainer": {"lambda": 0.35, "loss": "l2", "freeze_backbone": True, "branch_lr_scale": 0.1,
                            "branch": {"widths": [8, 8, 4]}},
              "training": {"epochs": 1, "batch_size": 64}}
-    train_model_job("x", entry, str(tmp_path / "train.npz"), str(tmp_path / "val.npz"), str(tmp_path / "x.pt"),
+    train_model_job("x", entry, str(tmp_path / "train.h5"), str(tmp_path / "val.h5"), str(tmp_path / "x.pt"),
                     str(tmp_path / "x.csv"), device=CPU, target_paths=[str(p) for p in paths],
                     init_path=str(tmp_path / "vanilla.pt"))
     trained, payload = load_checkpoint(tmp_path / "x.pt")

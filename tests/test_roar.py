@@ -176,7 +176,7 @@ def _write_split_and_maps(tmp_path, name, count, generator):
     labels = np.arange(count) % 2
     images = generator.integers(0, 60, size=(count, 16, 16, 3), dtype=np.uint8)
     images[labels == 1, :, :8] += 150  # class 1: a bright left half
-    save_split(ImageSplit(images, labels, np.zeros((count, 4), np.int32), ["dark", "left"]), tmp_path / f"{name}.npz")
+    save_split(ImageSplit(images, labels, np.zeros((count, 4), np.int32), ["dark", "left"]), tmp_path / f"{name}.h5")
     maps = generator.random((count, 16, 16)).astype(np.float32)
     paths = []
     for k, start in enumerate(range(0, count, 64)):
@@ -185,7 +185,7 @@ def _write_split_and_maps(tmp_path, name, count, generator):
         write_shard(AttributionShard(maps[index], index, labels[index], labels[index],
                                      np.full((len(index), 2), 0.5, np.float32)), path)
         paths.append(str(path))
-    return str(tmp_path / f"{name}.npz"), paths
+    return str(tmp_path / f"{name}.h5"), paths
 
 
 def test_roar_job_writes_its_cell_and_a_killed_retraining_resumes_to_the_same_result(tmp_path, monkeypatch):

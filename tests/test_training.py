@@ -112,15 +112,15 @@ def test_unknown_training_setting_is_named():
 def test_training_job_is_reproducible(tmp_path):
     splits = make_builtin_splits({"train": 64, "val": 16, "test": 1, "ood_background": 1, "ood_corruption": 1},
                                  image_size=32, seed=0)
-    save_split(splits["train"], tmp_path / "train.npz")
-    save_split(splits["val"], tmp_path / "val.npz")
+    save_split(splits["train"], tmp_path / "train.h5")
+    save_split(splits["val"], tmp_path / "val.h5")
     entry = {"arch": "cifar_vgg_tiny", "arch_args": {}, "num_classes": 10, "algorithm": "advprop",
              "mean": [0.5] * 3, "std": [0.25] * 3, "attack": {"eps": 0.03, "steps": 1},
              "training": {"epochs": 1, "batch_size": 32, "seed": 5}}
     states = []
     for run in ("a", "b"):
         torch.manual_seed(hash(run) % 1000)  # whatever the global RNG holds, the job seeds itself
-        train_model_job("m", entry, str(tmp_path / "train.npz"), str(tmp_path / "val.npz"),
+        train_model_job("m", entry, str(tmp_path / "train.h5"), str(tmp_path / "val.h5"),
                         str(tmp_path / f"{run}.pt"), str(tmp_path / f"{run}.csv"))
         states.append(load_checkpoint(tmp_path / f"{run}.pt")[0].state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -61,7 +61,7 @@ ENV = "../../envs/robustxai.yaml"
 
 def split_path(split):
     """Path of one prepared split file of the configured dataset."""
-    return f"{R}/data/{DATASET['name']}/{split}.npz"
+    return f"{R}/data/{DATASET['name']}/{split}.h5"
 
 
 def checkpoint_path(model="{model}"):

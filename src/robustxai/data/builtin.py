@@ -156,7 +156,7 @@ def make_builtin_splits(sizes: dict[str, int], image_size: int = 32, seed: int =
         idx = pools[pool]
         splits[name] = render_scenes(images8[idx], digits.target[idx], sizes[name], background,
                                      image_size, split_rng, desc=name)
-    corrupted, corruption, severity = corrupt_images(splits["ood_corruption"].images, seed=seed)
+    corrupted, corruption, severity = corrupt_images(splits["ood_corruption"].images, np.random.default_rng(seed))
     splits["ood_corruption"].images = corrupted
     splits["ood_corruption"].extras = {"corruption": corruption, "severity": severity}
     return splits

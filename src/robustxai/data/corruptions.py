@@ -33,18 +33,20 @@ CORRUPTIONS = {"gaussian_noise": gaussian_noise, "gaussian_blur": gaussian_blur,
 SEVERITIES = (1, 2, 3)
 
 
-def corrupt_images(images: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def corrupt_images(images: np.ndarray, rng: np.random.Generator,
+                   first_index: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply one (corruption, severity) pair per image, cycling through all pairs.
 
     Args:
         images: uint8 (N, H, W, 3).
-        seed: seeds the noise.
+        rng: draws the noise.
+        first_index: the position of ``images[0]`` in its split: image i gets pair
+            (first_index + i) mod (number of pairs), so parts of a split cycle as the whole split would.
     Returns:
         corrupted uint8 images (N, H, W, 3), corruption names (N,) str, severities (N,) int.
     """
-    rng = np.random.default_rng(seed)
     pairs = [(name, sev) for name in CORRUPTIONS for sev in SEVERITIES]
-    assignment = np.arange(len(images)) % len(pairs)
+    assignment = (first_index + np.arange(len(images))) % len(pairs)
     out = np.empty_like(images)
     for k, (name, severity) in enumerate(pairs):
         idx = np.flatnonzero(assignment == k)

@@ -157,5 +157,5 @@ def map_grid_job(model: str, shard_paths: dict[str, str], split_path: str, png_p
         if not np.array_equal(shard.index[:images], index):
             raise ValueError(f"shards of {model} explain different images: {method} differs")
         maps[method] = shard.maps[:images].astype(np.float32)
-    pictures, _ = load_split(split_path).tensors()
-    plots.plot_map_grid(model, pictures[index].numpy(), index, maps, png_path, data_path)
+    pictures, _ = load_split(split_path, index).tensors()
+    plots.plot_map_grid(model, pictures.numpy(), index, maps, png_path, data_path)

@@ -13,7 +13,7 @@ from robustxai.attribution.shards import AttributionShard, write_shard
 from robustxai.config import method_name as registered_name
 from robustxai.config import method_settings
 from robustxai.data.download import file_digest
-from robustxai.data.splits import load_split
+from robustxai.data.splits import load_split, split_size
 from robustxai.models.checkpoint import load_checkpoint
 from robustxai.models.inference import default_device, predict_logits
 from robustxai.provenance import provenance
@@ -93,10 +93,8 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     device = default_device()
     model, _ = load_checkpoint(checkpoint_path)
     model = model.to(device)
-    split = load_split(split_path)
-    index = shard_indices(len(split), shard, images_per_shard)
-    images, labels = split.tensors()
-    images, labels = images[index], labels[index]
+    index = shard_indices(split_size(split_path), shard, images_per_shard)
+    images, labels = load_split(split_path, index).tensors()  # only this shard's images are read
     logits = predict_logits(model, images, device=device)
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from robustxai.data.splits import load_split
+from robustxai.data.splits import load_split, split_size
 from robustxai.evaluation.latency import latency_table, measure_latency, plot_latency
 from robustxai.files import atomic_output
 from robustxai.models.checkpoint import load_checkpoint
@@ -27,7 +28,7 @@ def latency_job(model_name: str, checkpoint_path: str, split_path: str, methods:
     are the other models methods need. Writes one row per method (``robustxai.evaluation.latency``)."""
     device = default_device()
     model = load_checkpoint(checkpoint_path)[0].to(device)
-    pictures = load_split(split_path).tensors()[0][:images].to(device)
+    pictures = load_split(split_path, np.arange(min(images, split_size(split_path)))).tensors()[0].to(device)
     targets = predict_logits(model, pictures, device=device).argmax(1).to(device)
     rows = []
     for name, settings in tqdm(methods.items(), desc=model_name, unit="method"):

@@ -65,7 +65,8 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
     cls = metric_class(metric_name)
     metric = make_metric(metric_name, **{k: v for k, v in settings.items() if k not in METRIC_ENTRY_KEYS})
     data = read_shards(shard_paths, settings.get("images"))
-    split = load_split(split_path)
+    index = data["index"]
+    split = load_split(split_path, index)  # only the images of these shards, in the shards' order
     images, _ = split.tensors()
     model = method = None
     device = torch.device("cpu")
@@ -83,17 +84,16 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
         from robustxai.pipeline.attribute import configured_method
 
         _, method = configured_method(method_name, method_settings)
-    index = data["index"]
     maps = torch.from_numpy(data["maps"].astype(np.float32))
     targets = torch.from_numpy(data["target"])
-    boxes = torch.from_numpy(split.boxes[index].astype(np.int64))
-    masks = torch.from_numpy(split.masks[index]) if split.masks is not None else None
+    boxes = torch.from_numpy(split.boxes.astype(np.int64))
+    masks = torch.from_numpy(split.masks) if split.masks is not None else None
     columns: dict[str, list[np.ndarray]] = {}
     started = time.time()
     with tqdm(total=len(index), desc=metric_name, unit="img", mininterval=5.0) as bar:
         for start in range(0, len(index), images_per_batch):
             part = slice(start, start + images_per_batch)
-            batch = MetricBatch(images[index[part]].to(device), maps[part].to(device), targets[part].to(device),
+            batch = MetricBatch(images[part].to(device), maps[part].to(device), targets[part].to(device),
                                 boxes[part].to(device), None if masks is None else masks[part].to(device), method)
             for name, values in metric(model, batch).items():
                 columns.setdefault(name, []).append(values.detach().float().cpu().numpy())

@@ -1,4 +1,4 @@
-"""``robustxai verify``: check every shard, metric table, checkpoint and resume file under a results
+"""``robustxai verify``: check every split, shard, metric table, checkpoint and resume file under a results
 folder against its content checksum, with the same checks the workflow's readers make.
 
 Run it while no workflow runs in that folder: ``fix`` removes the corrupt files and the temporary
@@ -13,11 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustxai.attribution.shards import read_shard
+from robustxai.data.splits import is_split_file, iter_split
 from robustxai.integrity import CHECKSUM_KEY, CorruptFileError, read_arrow_table
 from robustxai.models.checkpoint import load_payload
 
 
-def _shard_has_checksum(path: Path) -> bool:
+def _hdf5_has_checksum(path: Path) -> bool:
+    """A split file (every chunk read: HDF5 checks each chunk's Fletcher-32 sum) or an attribution shard."""
+    if is_split_file(path):
+        for _ in iter_split(path, 1024):
+            pass
+        return True
     return CHECKSUM_KEY in read_shard(path).attrs
 
 
@@ -30,7 +36,7 @@ def _payload_has_checksum(path: Path) -> bool:
 
 
 #: file suffix -> check that raises CorruptFileError or returns whether the file had a checksum
-CHECKS = {".h5": _shard_has_checksum, ".parquet": _table_has_checksum, ".pt": _payload_has_checksum,
+CHECKS = {".h5": _hdf5_has_checksum, ".parquet": _table_has_checksum, ".pt": _payload_has_checksum,
           ".resume": _payload_has_checksum}
 #: statuses of a checked file; the first two need no action
 OK, UNVERIFIED, CORRUPT, LEFTOVER = "ok", "unverified", "corrupt", "leftover"

@@ -7,6 +7,8 @@ every kind that does not build its own OOD splits.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from robustxai.config import ConfigError
@@ -53,6 +55,12 @@ class DatasetKind:
         ``archive_path`` is the downloaded :meth:`archive` (None for kinds without one).
         """
         raise NotImplementedError
+
+    def split_parts(self, dataset: dict, archive_path: str | None) -> dict[str, Iterable[ImageSplit]]:
+        """The splits of :meth:`build_splits` as split name -> consecutive parts of it, so a kind whose
+        splits do not fit in memory can stream them (read lazily, part by part); by default each split
+        is one part."""
+        return {name: [split] for name, split in self.build_splits(dataset, archive_path).items()}
 
 
 class BenchmarkKind(DatasetKind):
