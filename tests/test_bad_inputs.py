@@ -172,7 +172,8 @@ def test_an_unknown_top_level_key_lists_the_allowed_ones_only(config):
         validate_config(config)
     assert str(raised.value) == ("invalid configuration:\n  config: unknown key(s) ['metric']; allowed: ['aggregation', "
                                  "'alignment', 'attack', 'attribution', 'dataset', 'evaluation', 'latency', "
-                                 "'metrics', 'models', 'resources', 'results', 'roar', 'training']")
+                                 "'metrics', 'models', 'resources', 'results', 'roar', 'training', "
+                                 "'weights_lock']")
 
 
 # 3. nothing is downloaded without a checksum
@@ -190,7 +191,8 @@ def test_an_archive_from_another_url_needs_a_checksum(config_file, kind):
 
 def test_a_model_download_needs_its_sha256(config):
     config["models"]["zoo"] = {"arch": "cifar_resnet_tiny", "source": "file", "url": "https://zoo.example/m.pt"}
-    with pytest.raises(ConfigError, match=r"^model 'zoo': source 'file' needs 'file' \(or 'url'\) and its 'sha256'$"):
+    with pytest.raises(ConfigError, match=r"^model 'zoo': source 'file' needs 'file' \(or 'url'\) and its 'sha256' "
+                                          r"\(or a top-level weights_lock"):
         plan(config)
 
 

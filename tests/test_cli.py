@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from robustxai.cli import main
+from robustxai.cli import load_images, main
 from robustxai.models import build_classifier, save_checkpoint
 
 
@@ -32,3 +32,13 @@ def test_explain_rejects_unknown_methods_and_empty_folders(tmp_path, checkpoint)
         main(["explain", "--model", str(checkpoint), "--images", str(tmp_path), "--methods", "lrp"])
     with pytest.raises(SystemExit, match="no images"):
         main(["explain", "--model", str(checkpoint), "--images", str(tmp_path)])
+
+
+def test_explain_preprocesses_as_the_study_short_side_resize_then_centre_crop(tmp_path):
+    image = Image.new("RGB", (60, 20), (255, 0, 0))  # red | green | blue thirds: the centre crop is all green
+    image.paste((0, 255, 0), (20, 0, 40, 20))
+    image.paste((0, 0, 255), (40, 0, 60, 20))
+    image.save(tmp_path / "wide.png")
+    images, names = load_images(tmp_path / "wide.png", 8)
+    assert images.shape == (1, 3, 8, 8) and names == ["wide.png"]
+    assert images[0, 1].min() > 0.85 and images[0, 0].max() < 0.15 and images[0, 2].max() < 0.15  # not squashed

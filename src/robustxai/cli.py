@@ -13,23 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from robustxai.attribution import METHODS, make_method
-from robustxai.data.imagefolder import IMAGE_SUFFIXES
+from robustxai.data.imagefolder import IMAGE_SUFFIXES, resize_crop
 from robustxai.data.images import read_rgb
 from robustxai.models import load_checkpoint
 
 
 def load_images(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
-    """Images (N, 3, size, size) in [0, 1] from one file or every image file in a folder (sorted)."""
+    """Images (N, 3, size, size) in [0, 1] from one file or every image file in a folder (sorted), each
+    preprocessed as the study's image datasets are: short side resized to ``size``, then centre-cropped."""
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
     if not files:
         raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-    arrays = []
-    for file in files:
-        arrays.append(np.asarray(read_rgb(file).resize((size, size), Image.BILINEAR), dtype=np.float32))
-    images = torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2).contiguous()
+    arrays = [resize_crop(read_rgb(file), size)[0] for file in files]
+    images = torch.from_numpy(np.stack(arrays).astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
     return images, [f.name for f in files]
 
 
@@ -108,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     explain.add_argument("--images", required=True, help="an image file or a folder of images")
     explain.add_argument("--methods", nargs="+", default=["gradient", "gradcam"], choices=sorted(METHODS),
                          metavar="METHOD", help=f"default: gradient gradcam; any of {', '.join(sorted(METHODS))}")
-    explain.add_argument("--size", type=int, default=32, help="images are resized to SIZE x SIZE (default 32)")
+    explain.add_argument("--size", type=int, default=32, help="short side resized to SIZE, then centre-cropped "
+                         "to SIZE x SIZE, as the study's datasets are (default 32)")
     explain.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted one)")
     explain.add_argument("--out", default="explain.png", help="output PNG (default explain.png)")
     verify = commands.add_parser("verify", help="check the checksums of a results folder's shards, tables and "

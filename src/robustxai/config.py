@@ -133,15 +133,36 @@ def resolve_model(config: dict, name: str) -> dict:
         if entry["algorithm"] == "explainer":
             entry["explainer"] = _explainer_settings(config, name, entry)
             entry["image_size"] = config["dataset"].get("image_size", 32)
-        if entry.get("init_from") is not None and entry["init_from"] not in set(config["models"]) - {name}:
-            raise ConfigError(f"model '{name}': init_from must name another configured model, got {entry['init_from']!r}")
-    elif entry["source"] == "file" and not ((entry.get("file") or entry.get("url")) and entry.get("sha256")):
-        raise ConfigError(f"model '{name}': source 'file' needs 'file' (or 'url') and its 'sha256'")
+        if entry.get("init_from") is not None:
+            _check_init_from(config, name, entry)
+    elif entry["source"] == "file" and not ((entry.get("file") or entry.get("url"))
+                                            and (entry.get("sha256") or config.get("weights_lock"))):
+        raise ConfigError(f"model '{name}': source 'file' needs 'file' (or 'url') and its 'sha256' (or a top-level "
+                          "weights_lock that records it on first download)")
     for key in ("explainer", "init_from"):
         if key in entry and (entry["source"] != "train" or (key == "explainer" and entry["algorithm"] != "explainer")):
             raise ConfigError(f"model '{name}': '{key}' is a setting of trained models"
                               + (" with algorithm: explainer" if key == "explainer" else ""))
     return canonical(entry)
+
+
+def _check_init_from(config: dict, name: str, entry: dict) -> None:
+    """Raise ConfigError unless model ``name``'s ``init_from`` names another configured model of the same
+    ``arch`` and ``arch_args`` (the class count is the dataset's for both), with no cycle of init_from."""
+    start = entry["init_from"]
+    if start not in set(config["models"]) - {name}:
+        raise ConfigError(f"model '{name}': init_from must name another configured model, got {start!r}")
+    other = config["models"][start]
+    if (other["arch"], other.get("arch_args", {})) != (entry["arch"], entry["arch_args"]):
+        raise ConfigError(f"model '{name}': init_from '{start}' is a {other['arch']} (arch_args "
+                          f"{other.get('arch_args', {})}), but '{name}' is a {entry['arch']} (arch_args "
+                          f"{entry['arch_args']}); fine-tuning starts from the same network: set "
+                          f"config.models.{name}.arch to {other['arch']!r}")
+    chain = [name, start]
+    while (start := config["models"].get(start, {}).get("init_from")) is not None:
+        if start in chain:
+            raise ConfigError(f"model '{name}': init_from goes round in a circle: {' -> '.join([*chain, start])}")
+        chain.append(start)
 
 
 def _explainer_settings(config: dict, name: str, entry: dict) -> dict:
@@ -164,7 +185,7 @@ def _explainer_settings(config: dict, name: str, entry: dict) -> dict:
 def check_download_checksums(config: dict) -> None:
     """Raise ConfigError when the dataset's archive would be downloaded without a checksum to verify
     (a non-default ``url`` needs its own ``sha256`` or ``md5``); models' downloads need their
-    ``sha256`` by the schema and ``resolve_model``."""
+    ``sha256``, or a ``weights_lock`` that records it on first download, by ``resolve_model``."""
     from robustxai.data.kinds import dataset_kind
 
     kind = dataset_kind(config["dataset"]["kind"])
@@ -177,8 +198,8 @@ def check_download_checksums(config: dict) -> None:
 def check_imported_models(config: dict) -> None:
     """Raise ConfigError when a 'file'-source model's local checkpoint does not fit its entry (another
     architecture or class count, or weights the entry's network does not have), or when its entry
-    lacks the file or its sha256, before any job runs. Files still to be downloaded are checked by
-    their import job."""
+    lacks the file or its sha256 (and no weights_lock records it), before any job runs. Files still to be
+    downloaded are checked by their import job."""
     import pickle
 
     import torch

@@ -52,7 +52,8 @@ rule download_model_weights:
         model=names_regex(models_to_download(config)),
     params:
         url=lambda wildcards: model_entry(wildcards)["url"],
-        sha256=lambda wildcards: model_entry(wildcards)["sha256"],
+        sha256=lambda wildcards: model_entry(wildcards).get("sha256"),
+        lock=config.get("weights_lock"),
     log:
         f"{R}/logs/fetch/{{model}}.download.log",
     conda:
@@ -71,6 +72,7 @@ rule import_checkpoint:
         model=names_regex(models_by_source(config, "file")),
     params:
         entry=model_entry,
+        lock=config.get("weights_lock"),
     log:
         f"{R}/logs/fetch/{{model}}.log",
     conda:

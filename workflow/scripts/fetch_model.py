@@ -9,4 +9,4 @@ with job_logging(snakemake.log[0], snakemake.threads):
         fetch_timm_job(snakemake.wildcards.model, entry, snakemake.output.checkpoint, snakemake.output.history)
     else:
         import_checkpoint_job(snakemake.wildcards.model, entry, snakemake.input.weights, snakemake.output.checkpoint,
-                              snakemake.output.history)
+                              snakemake.output.history, snakemake.params.lock)

@@ -5,6 +5,7 @@ import hashlib
 import logging
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -30,13 +31,15 @@ def verify_digest(path: str | os.PathLike, expected: str, algorithm: str = "sha2
                          "the file is corrupt or not the one the config names")
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: str | None = None) -> Path:
+def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: str | None = None,
+             check: Callable[[Path], None] | None = None) -> Path:
     """Fetch ``url`` (http(s) or file://) to ``dest``, verify it, and only then move it into place.
 
-    A failed or interrupted download leaves no file at ``dest``; a download without a checksum is
-    refused (ValueError), since its bytes are later read as data or weights.
+    A failed or interrupted download leaves no file at ``dest``; a download without a checksum (or a
+    ``check``, called with the downloaded file's path, that raises when the file is not trusted, e.g. a
+    weights lock) is refused (ValueError), since its bytes are later read as data or weights.
     """
-    if not (sha256 or md5):
+    if not (sha256 or md5 or check):
         raise ValueError(f"refusing to download {url} without a sha256 or md5 checksum: add the file's checksum "
                          "to the config")
     dest = Path(dest)
@@ -54,6 +57,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: 
             verify_digest(partial, sha256, "sha256")
         if md5:
             verify_digest(partial, md5, "md5")
+        if check:
+            check(partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -60,8 +60,10 @@ def _annotation_path(annotations: Path, class_name: str, stem: str) -> Path | No
     return None
 
 
-def _resize_crop(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, int]:
-    """Of an RGB image: resize short side to ``size`` then centre-crop; returns (uint8 (size, size, 3), scale, dx, dy)."""
+def resize_crop(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, int]:
+    """Of an RGB image: resize short side to ``size`` (bilinear) then centre-crop, as every split of an
+    image dataset is made; returns (uint8 (size, size, 3), scale, dx, dy): the crop, the resize factor
+    and the crop's offset in the resized image (px)."""
     width, height = image.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
@@ -95,7 +97,7 @@ def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
     boxes = np.tile(np.array(MISSING_BOX, dtype=np.int32), (len(files), 1))
     masks = np.zeros((len(files), image_size, image_size), dtype=bool) if annotations else None
     for i, (path, label) in enumerate(tqdm(files, desc=str(images), mininterval=2.0)):
-        out[i], scale, dx, dy = _resize_crop(read_rgb(path), image_size)
+        out[i], scale, dx, dy = resize_crop(read_rgb(path), image_size)
         if annotations is None:
             continue
         xml = _annotation_path(annotations, class_names[label], path.stem)

@@ -11,9 +11,11 @@ from robustxai.attribution.shards import gather_maps
 from robustxai.config import algorithm_settings
 from robustxai.data.download import verify_digest
 from robustxai.data.splits import load_split
+from robustxai.data.weights_lock import verify_weights
 from robustxai.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from robustxai.models.explainer import branch_settings, build_branch
 from robustxai.models.inference import default_device
+from robustxai.models.preprocessing import weights_preprocessing
 from robustxai.models.wrapper import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, build_classifier
 from robustxai.provenance import provenance
 from robustxai.training.algorithms import make_algorithm
@@ -90,7 +92,9 @@ def train_model_job(name: str, entry: dict, train_path: str, val_path: str, chec
 
 
 def fetch_timm_job(name: str, entry: dict, checkpoint_path: str, history_path: str) -> None:
-    """Save timm's pretrained weights for ``entry['arch']`` (e.g. ``resnet50.a1_in1k``) as a checkpoint.
+    """Save timm's pretrained weights for ``entry['arch']`` (e.g. ``resnet50.a1_in1k``) as a checkpoint,
+    with the preprocessing they were made for (``meta['preprocessing']``: input size, interpolation, crop
+    fraction, mean/std from their pretrained config).
 
     ``entry['file']`` (with ``sha256``) loads the weights from a local file instead of the hub.
     """
@@ -100,7 +104,7 @@ def fetch_timm_job(name: str, entry: dict, checkpoint_path: str, history_path: s
                              pretrained_file=entry.get("file"))
     save_checkpoint(model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],
                     meta={"name": name, "source": "timm", "algorithm": entry["algorithm"], "entry": entry,
-                          **provenance()})
+                          "preprocessing": weights_preprocessing(model.net.pretrained_cfg), **provenance()})
     write_history([], history_path)
 
 
@@ -146,16 +150,18 @@ def weights_mismatch(name: str, entry: dict, payload: dict) -> str | None:
     return "; ".join(problems) or None
 
 
-def import_checkpoint_job(name: str, entry: dict, weights_path: str, checkpoint_path: str, history_path: str
-                          ) -> None:
-    """Import a local or downloaded checkpoint after verifying its sha256 (``weights_only``, ``strict``).
+def import_checkpoint_job(name: str, entry: dict, weights_path: str, checkpoint_path: str, history_path: str,
+                          lock_dir: str | None = None) -> None:
+    """Import a local or downloaded checkpoint after verifying it (``weights_only``, ``strict``): by the
+    entry's ``sha256``, else by its record in the weights lock ``lock_dir`` (made on first use).
 
     The file may be a robustxai checkpoint, or a plain state dict of ``entry['arch']``, optionally under
     ``state_dict_key``; with ``strip_prefix`` only keys with that prefix are kept, without it (robust
     zoos store e.g. ``module.model.*`` next to copies of their normaliser and attacker). A file that
     does not fit the entry (``weights_mismatch``) raises ValueError naming it.
     """
-    verify_digest(weights_path, entry["sha256"])
+    verify_weights(weights_path, name, entry.get("url") or Path(weights_path).resolve().as_uri(),
+                   entry.get("sha256"), lock_dir)
     payload = torch.load(weights_path, map_location="cpu", weights_only=True)
     problem = weights_mismatch(name, entry, payload)
     if problem:
