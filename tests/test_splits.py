@@ -6,6 +6,7 @@ import pytest
 from robustxai.data.corruptions import CORRUPTIONS, SEVERITIES
 from robustxai.data.splits import (ImageSplit, SplitWriter, is_split_file, iter_split, load_split, save_split,
                                    split_size)
+from robustxai.config import ConfigError
 from robustxai.integrity import CorruptFileError
 from robustxai.pipeline.datasets import corruption_parts
 from robustxai.pipeline.verify import CORRUPT, OK, check_file
@@ -105,3 +106,35 @@ def test_the_corruption_split_streamed_in_parts_cycles_pairs_over_the_whole_spli
     assert not np.array_equal(parts[0].images, test.images[:4])  # corrupted
     again = list(corruption_parts(str(tmp_path / "test.h5"), seed=3))
     assert all(np.array_equal(a.images, b.images) for a, b in zip(parts, again))
+
+
+def test_an_imagefolder_split_is_prepared_part_by_part_as_read_whole(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import robustxai.data.kinds.imagefolder as kind_module
+    from robustxai.data.imagefolder import iter_imagefolder, load_imagefolder
+    from robustxai.pipeline.datasets import prepare_dataset
+
+    rng = np.random.default_rng(1)
+    for k in range(5):
+        folder = tmp_path / "val" / ("n01" if k < 3 else "n02")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    whole = load_imagefolder(tmp_path / "val", None, 8)
+    parts = list(iter_imagefolder(tmp_path / "val", None, 8, part_images=2))
+    assert [len(p) for p in parts] == [2, 2, 1]
+    assert np.array_equal(np.concatenate([p.images for p in parts]), whole.images)
+
+    monkeypatch.setattr(kind_module, "iter_imagefolder",
+                        lambda *args: iter_imagefolder(*args, part_images=2))
+    dataset = {"name": "mini", "kind": "imagefolder", "image_size": 8, "seed": 0,
+               "imagefolder": {"num_classes": 2, "splits": {"test": {"images": str(tmp_path / "val")}}}}
+    outputs = {name: str(tmp_path / "data" / f"{name}.h5") for name in ("test", "ood_corruption")}
+    assert prepare_dataset(dataset, outputs) == {"test": 5, "ood_corruption": 5}
+    test = load_split(outputs["test"])
+    assert np.array_equal(test.images, whole.images) and test.labels.tolist() == [0, 0, 0, 1, 1]
+    assert (test.boxes == -1).all() and test.masks is None
+    dataset["imagefolder"]["num_classes"] = 3
+    with pytest.raises(ConfigError, match="has 2 classes, config says num_classes=3"):
+        prepare_dataset(dataset, {name: str(tmp_path / "again" / f"{name}.h5") for name in outputs})
+    assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from robustxai.data.images import read_rgb
-from robustxai.data.splits import MISSING_BOX, ImageSplit, boxes_from_masks
+from robustxai.data.splits import MISSING_BOX, ImageSplit, boxes_from_masks, concatenate
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -72,9 +73,36 @@ def resize_crop(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, 
     return np.asarray(resized.crop((dx, dy, dx + size, dy + size)), dtype=np.uint8), scale, dx, dy
 
 
-def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike | None, image_size: int,
-                     class_names: list[str] | None = None) -> ImageSplit:
-    """Read an ImageFolder tree into an ImageSplit of uint8 (N, S, S, 3) images with boxes and masks.
+def _mask_of(path: Path, label: int, class_names: list[str], annotations: Path, scale: float, dx: int, dy: int,
+             image_size: int) -> np.ndarray:
+    """The union (S, S) bool of the boxes of class ``label`` in ``path``'s VOC file, in the resized and
+    cropped image (``resize_crop``'s scale and offsets); boxes outside the crop are left out with a warning."""
+    mask = np.zeros((image_size, image_size), dtype=bool)
+    xml = _annotation_path(annotations, class_names[label], path.stem)
+    if xml is None:
+        raise FileNotFoundError(f"no VOC annotation for {path} under {annotations}")
+    for name, (x0, y0, x1, y1) in read_voc_boxes(xml):
+        if name and name != class_names[label]:
+            continue
+        box = np.array([x0 * scale - dx, y0 * scale - dy, x1 * scale - dx, y1 * scale - dy])
+        bx0, by0 = (int(np.clip(np.floor(v), 0, image_size)) for v in box[:2])
+        bx1, by1 = (int(np.clip(np.ceil(v), 0, image_size)) for v in box[2:])
+        if bx1 > bx0 and by1 > by0:  # what lies inside the crop; a box partly outside is clipped
+            mask[by0:by1, bx0:bx1] = True
+        else:
+            log.warning("%s: box %s of '%s' is inverted, empty or outside the image; left out", xml,
+                        (x0 + 1, y0 + 1, x1, y1), name or class_names[label])
+    if not mask.any():
+        log.warning("%s: no box of '%s' inside the image: %s counts as having no box (localisation "
+                    "metrics score it NaN)", xml, class_names[label], path)
+    return mask
+
+
+def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike | None, image_size: int,
+                     class_names: list[str] | None = None, part_images: int = 512) -> Iterator[ImageSplit]:
+    """Read an ImageFolder tree as consecutive ImageSplit parts of up to ``part_images`` uint8
+    (K, S, S, 3) images with boxes and masks, so a split of any size is read holding one part
+    (``SplitWriter`` writes them). The file list is checked before the first image is read.
 
     Args:
         images: root whose sub-folders are classes.
@@ -82,6 +110,7 @@ def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
         image_size: side S of the output images in pixels.
         class_names: class order (label = index); default sorted folder names. Folders not in it are
             an error, so a typo cannot silently relabel images.
+        part_images: images per part.
     """
     images, annotations = Path(images), Path(annotations) if annotations else None
     folders = sorted(p.name for p in images.iterdir() if p.is_dir())
@@ -93,31 +122,24 @@ def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
              for f in sorted((images / folder).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise FileNotFoundError(f"{images}: no images found in class sub-folders")
-    out = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
-    boxes = np.tile(np.array(MISSING_BOX, dtype=np.int32), (len(files), 1))
-    masks = np.zeros((len(files), image_size, image_size), dtype=bool) if annotations else None
-    for i, (path, label) in enumerate(tqdm(files, desc=str(images), mininterval=2.0)):
-        out[i], scale, dx, dy = resize_crop(read_rgb(path), image_size)
-        if annotations is None:
-            continue
-        xml = _annotation_path(annotations, class_names[label], path.stem)
-        if xml is None:
-            raise FileNotFoundError(f"no VOC annotation for {path} under {annotations}")
-        for name, (x0, y0, x1, y1) in read_voc_boxes(xml):
-            if name and name != class_names[label]:
-                continue
-            box = np.array([x0 * scale - dx, y0 * scale - dy, x1 * scale - dx, y1 * scale - dy])
-            bx0, by0 = (int(np.clip(np.floor(v), 0, image_size)) for v in box[:2])
-            bx1, by1 = (int(np.clip(np.ceil(v), 0, image_size)) for v in box[2:])
-            if bx1 > bx0 and by1 > by0:  # what lies inside the crop; a box partly outside is clipped
-                masks[i, by0:by1, bx0:bx1] = True
-            else:
-                log.warning("%s: box %s of '%s' is inverted, empty or outside the image; left out", xml,
-                            (x0 + 1, y0 + 1, x1, y1), name or class_names[label])
-        if not masks[i].any():
-            log.warning("%s: no box of '%s' inside the image: %s counts as having no box (localisation "
-                        "metrics score it NaN)", xml, class_names[label], path)
-    if masks is not None:
-        boxes = boxes_from_masks(masks)
-    return ImageSplit(images=out, labels=np.array([label for _, label in files], dtype=np.int64),
-                      boxes=boxes, class_names=class_names, masks=masks)
+    with tqdm(total=len(files), desc=str(images), unit="img", mininterval=2.0) as bar:
+        for start in range(0, len(files), part_images):
+            part = files[start:start + part_images]
+            out = np.empty((len(part), image_size, image_size, 3), dtype=np.uint8)
+            masks = np.zeros((len(part), image_size, image_size), dtype=bool) if annotations else None
+            for i, (path, label) in enumerate(part):
+                out[i], scale, dx, dy = resize_crop(read_rgb(path), image_size)
+                if annotations is not None:
+                    masks[i] = _mask_of(path, label, class_names, annotations, scale, dx, dy, image_size)
+                bar.update()
+            boxes = (boxes_from_masks(masks) if masks is not None
+                     else np.tile(np.array(MISSING_BOX, dtype=np.int32), (len(part), 1)))
+            yield ImageSplit(images=out, labels=np.array([label for _, label in part], dtype=np.int64),
+                             boxes=boxes, class_names=class_names, masks=masks)
+
+
+def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike | None, image_size: int,
+                     class_names: list[str] | None = None) -> ImageSplit:
+    """The whole ImageFolder tree as one ImageSplit (arguments as :func:`iter_imagefolder`); for
+    small trees, e.g. the CLI's and the tests'."""
+    return concatenate(list(iter_imagefolder(images, annotations, image_size, class_names)))

@@ -88,6 +88,16 @@ class ImageSplit:
         return images.contiguous(), torch.from_numpy(self.labels).long()
 
 
+def concatenate(parts: list[ImageSplit]) -> ImageSplit:
+    """One ImageSplit of ``parts`` (consecutive parts of a split: the first's class names and label subset)."""
+    first = parts[0]
+    return ImageSplit(images=np.concatenate([p.images for p in parts]), labels=np.concatenate([p.labels for p in parts]),
+                      boxes=np.concatenate([p.boxes for p in parts]), class_names=first.class_names,
+                      masks=None if first.masks is None else np.concatenate([p.masks for p in parts]),
+                      extras={k: np.concatenate([p.extras[k] for p in parts]) for k in first.extras},
+                      label_subset=first.label_subset)
+
+
 class SplitWriter:
     """Streams a split into an HDF5 file chunk by chunk: ``with SplitWriter(path) as out: out.append(part)``.
 
