@@ -126,3 +126,19 @@ def test_training_job_is_reproducible(tmp_path):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert (tmp_path / "a.csv").read_text().splitlines()[1].split(",")[:5] == \
         (tmp_path / "b.csv").read_text().splitlines()[1].split(",")[:5]
+
+
+def test_uint8_training_images_train_exactly_as_float_ones():
+    """A large split is held as uint8 and made float batch by batch: the same weights to the bit."""
+    splits = make_builtin_splits({"train": 96, "val": 32, "test": 1, "ood_background": 1, "ood_corruption": 1},
+                                 image_size=32, seed=2)
+    settings = TrainingSettings(epochs=1, lr=0.05, batch_size=32, weight_decay=0.0)
+    weights = []
+    for dtype in ("float", "uint8"):
+        images, labels = splits["train"].tensors(dtype)
+        assert images.dtype == (torch.uint8 if dtype == "uint8" else torch.float32)
+        torch.manual_seed(0)  # the same initial weights
+        result = train(build_classifier("cifar_vgg_tiny", 10), make_algorithm("vanilla"), settings, images, labels,
+                       *splits["val"].tensors(), device=CPU)
+        weights.append(result.model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -80,12 +80,23 @@ class ImageSplit:
                           class_names=self.class_names, masks=None if self.masks is None else self.masks[index],
                           extras={k: v[index] for k, v in self.extras.items()}, label_subset=self.label_subset)
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images as float (N, 3, H, W) in [0, 1] and labels as int64 (N,)."""
+    def tensors(self, dtype: str = "float") -> tuple[torch.Tensor, torch.Tensor]:
+        """Images as float (N, 3, H, W) in [0, 1] (``dtype`` "float"), or as stored, uint8 (N, 3, H, W)
+        in 0..255 (``dtype`` "uint8": a quarter of the memory, made float by ``unit_float`` per batch), and
+        labels as int64 (N,)."""
         import torch
 
-        images = torch.from_numpy(self.images).permute(0, 3, 1, 2).float().div_(255.0)
+        images = torch.from_numpy(self.images).permute(0, 3, 1, 2)
+        if dtype == "float":
+            images = unit_float(images)
         return images.contiguous(), torch.from_numpy(self.labels).long()
+
+
+def unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, C, H, W) in 0..255 as float in [0, 1]; float images are returned as they are."""
+    import torch
+
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
 
 
 def concatenate(parts: list[ImageSplit]) -> ImageSplit:

@@ -77,11 +77,13 @@ def train_model_job(name: str, entry: dict, train_path: str, val_path: str, chec
     if len(train_split.class_names) != entry["num_classes"]:
         raise ValueError(f"{train_path} has {len(train_split.class_names)} classes, model expects {entry['num_classes']}")
     maps = target_maps(target_paths or [], len(train_split)) if algorithm.needs_target_maps else None
+    train_images, train_labels = train_split.tensors("uint8")  # made float batch by batch
+    del train_split  # its numpy copy: the training images are held once, as uint8
     torch.manual_seed(settings.seed)  # the initial weights are part of the run
     model = initial_model(entry, init_path)
     log.info("training %s (%s, %s) on %s for %d epochs on %s", name, entry["arch"], entry["algorithm"],
              train_path, settings.epochs, device)
-    result = train(model, algorithm, settings, *train_split.tensors(), *val_split.tensors(), device=device,
+    result = train(model, algorithm, settings, train_images, train_labels, *val_split.tensors(), device=device,
                    resume_path=Path(checkpoint_path).with_suffix(".resume"),
                    resume_key=settings_digest(entry), train_maps=maps)
     save_checkpoint(result.model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],

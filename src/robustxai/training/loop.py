@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from robustxai.data.splits import unit_float
 from robustxai.integrity import CorruptFileError
 from robustxai.models.checkpoint import load_payload, save_payload
 from robustxai.models.inference import predict_logits
@@ -121,7 +122,9 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
     """Train ``model`` with ``algorithm``; returns the finalised model (on CPU) and the history.
 
     Args:
-        train_images, val_images: (N, C, H, W) float in [0, 1]; labels (N,) int64.
+        train_images: (N, C, H, W) float in [0, 1], or uint8 in 0..255 (made float batch by batch, so a
+            large training split takes a quarter of the memory); val_images: (M, C, H, W) float in
+            [0, 1]; labels (N,) and (M,) int64.
         train_maps: (N, 1, H, W) target maps of the training images, for algorithms that
             ``needs_target_maps``; each is augmented together with its image.
         resume_path: where the state after each epoch is kept; a run with the same ``resume_key`` (a
@@ -163,7 +166,8 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
                 group["lr"] = settings.lr * settings.lr_factor(step, steps_per_epoch) * group["lr_scale"]
             algorithm.set_eps_scale(settings.eps_scale(step, steps_per_epoch))
             idx = order[batch * settings.batch_size:(batch + 1) * settings.batch_size]
-            batch_images = train_images[idx] if train_maps is None else torch.cat([train_images[idx], train_maps[idx]], 1)
+            batch_images = unit_float(train_images[idx])
+            batch_images = batch_images if train_maps is None else torch.cat([batch_images, train_maps[idx]], 1)
             batch_images = augment(batch_images, settings.translate, settings.hflip, generator, settings.pad).to(device)
             images, maps = batch_images[:, :train_images.shape[1]], batch_images[:, train_images.shape[1]:]
             labels = train_labels[idx].to(device)
