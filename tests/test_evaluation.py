@@ -1,9 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from robustxai.data.splits import ImageSplit
 from robustxai.evaluation.calibration import accuracy, confidences, expected_calibration_error
 from robustxai.evaluation.complexity import count_macs, count_parameters
 from robustxai.evaluation.evaluate import evaluate_classifier
@@ -53,11 +55,21 @@ def test_evaluate_classifier_on_a_model_that_reads_the_label_from_one_pixel():
     ood_images = images.clone()
     ood_images[:10, :, 0, 0] = 0.5
     ood_images[:10, 0, 0, 0] = 0.6  # first 10 OOD images all read as class 0
-    row = evaluate_classifier(PixelReader(), (images, labels), {"shifted": (ood_images, labels)},
+    ood = ImageSplit(images=(ood_images * 255).round().byte().permute(0, 2, 3, 1).numpy(), labels=labels.numpy(),
+                     boxes=np.full((30, 4), -1), class_names=["a", "b", "c"])
+    test = ImageSplit(images=(images * 255).round().byte().permute(0, 2, 3, 1).numpy(), labels=labels.numpy(),
+                      boxes=np.full((30, 4), -1), class_names=["a", "b", "c"])
+    in_parts = [test.subset(np.arange(0, 12)), test.subset(np.arange(12, 30))]  # read part by part
+    row = evaluate_classifier(PixelReader(), in_parts, {"shifted": [ood.subset(np.arange(0, 16)),
+                                                                   ood.subset(np.arange(16, 30))]},
                               {"linf": AttackSettings(norm="linf", eps=0.05, steps=5)}, batch_size=7)
     assert row["clean_accuracy"] == 1.0
     assert row["ood_accuracy_shifted"] == pytest.approx(24 / 30)  # 4 of the first 10 are class 0
     assert row["ood_accuracy"] == row["ood_accuracy_shifted"]
     assert row["robust_accuracy_linf"] == 0.0
-    assert row["confidence_mean"] == pytest.approx(torch.softmax(torch.tensor([0.4, 0.0, 0.0]), 0)[0].item(), rel=1e-4)
+    margin = 20 * (133 - 128) / 255  # 0.52 and 0.5 stored as uint8
+    assert row["confidence_mean"] == pytest.approx(torch.softmax(torch.tensor([margin, 0.0, 0.0]), 0)[0].item(), rel=1e-4)
     assert row["params"] == 1 and row["test_images"] == row["robust_images"] == 30
+    few = evaluate_classifier(PixelReader(), in_parts, {}, {"linf": AttackSettings(norm="linf", eps=0.05, steps=5)},
+                              robust_images=20, batch_size=7)  # the first 20 span both parts
+    assert few["robust_images"] == 20 and few["test_images"] == 30 and few["robust_accuracy_linf"] == 0.0

@@ -184,7 +184,8 @@ def _explainer_settings(config: dict, name: str, entry: dict) -> dict:
 
 def check_download_checksums(config: dict) -> None:
     """Raise ConfigError when the dataset's archive would be downloaded without a checksum to verify
-    (a non-default ``url`` needs its own ``sha256`` or ``md5``); models' downloads need their
+    (a non-default ``url`` needs its own ``sha256`` or ``md5``), as would an archive of a split's folder
+    (``DatasetKind.folder_downloads``), or two of one split's would share a file name; models' downloads need their
     ``sha256``, or a ``weights_lock`` that records it on first download, by ``resolve_model``."""
     from robustxai.data.kinds import dataset_kind
 
@@ -193,6 +194,15 @@ def check_download_checksums(config: dict) -> None:
     if archive is not None and not (archive.get("sha256") or archive.get("md5")):
         raise ConfigError(f"config.dataset.{kind.name}: the archive {archive['url']} has no checksum to verify it "
                           f"by; set config.dataset.{kind.name}.sha256 (or md5)")
+    for split, download in kind.folder_downloads(config["dataset"]).items():
+        names = [Path(a["url"]).name for a in download["archives"]]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"config.dataset.{kind.name}.ood.{split}.archives: two urls end in the same file name "
+                              f"{names}; they would be downloaded to one file")
+        for a in download["archives"]:
+            if not (a.get("sha256") or a.get("md5")):
+                raise ConfigError(f"config.dataset.{kind.name}.ood.{split}.archives: {a['url']} has no checksum to "
+                                  "verify it by; set its sha256 (or md5)")
 
 
 def check_imported_models(config: dict) -> None:

@@ -22,9 +22,56 @@ if DATASET_ARCHIVE:
             "../scripts/download_dataset.py"
 
 
+# Splits read from folders that are downloaded and unpacked first (ImageNet OOD sets with archives):
+# split -> {"folder", "archives", "strip_components"}; the folder is the split's configured root.
+FOLDER_DOWNLOADS = dataset_kind(DATASET["kind"]).folder_downloads(DATASET)
+SPLIT_OF_FOLDER = {download["folder"]: split for split, download in FOLDER_DOWNLOADS.items()}
+
+
+def folder_archive(split, url):
+    """Where one archive of a split's folder is downloaded: under its own file name."""
+    return f"{R}/downloads/{DATASET['name']}/{split}/{os.path.basename(url)}"
+
+
+if FOLDER_DOWNLOADS:
+
+    rule download_folder_archive:
+        output:
+            folder_archive("{split}", "{file}"),
+        params:
+            archive=lambda w: next(a for a in FOLDER_DOWNLOADS[w.split]["archives"]
+                                   if os.path.basename(a["url"]) == w.file),
+        wildcard_constraints:
+            split=names_regex(list(FOLDER_DOWNLOADS)),
+        log:
+            f"{R}/logs/data/download-{{split}}-{{file}}.log",
+        conda:
+            ENV
+        script:
+            "../scripts/download_dataset.py"
+
+    rule unpack_folder:
+        input:
+            lambda w: [folder_archive(SPLIT_OF_FOLDER[w.folder], a["url"])
+                       for a in FOLDER_DOWNLOADS[SPLIT_OF_FOLDER[w.folder]]["archives"]],
+        output:
+            directory("{folder}"),
+        params:
+            strip_components=lambda w: FOLDER_DOWNLOADS[SPLIT_OF_FOLDER[w.folder]]["strip_components"],
+        wildcard_constraints:
+            folder=names_regex(list(SPLIT_OF_FOLDER)),
+        log:
+            f"{R}/logs/data/unpack/{{folder}}.log",
+        conda:
+            ENV
+        script:
+            "../scripts/unpack_folder.py"
+
+
 rule prepare_dataset:
     input:
         archive=[ARCHIVE] if DATASET_ARCHIVE else [],
+        folders=list(SPLIT_OF_FOLDER),
     output:
         **{split: split_path(split) for split in all_split_names(DATASET)},
     params:

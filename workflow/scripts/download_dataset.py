@@ -1,4 +1,4 @@
-"""Download the dataset's archive (url and checksums from its kind, robustxai.data.kinds) and verify it."""
+"""Download an archive of the dataset (url and checksums from its kind, robustxai.data.kinds) and verify it."""
 from robustxai.data.download import download
 from robustxai.workflow_io import job_logging
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -122,20 +122,43 @@ def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
              for f in sorted((images / folder).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise FileNotFoundError(f"{images}: no images found in class sub-folders")
-    with tqdm(total=len(files), desc=str(images), unit="img", mininterval=2.0) as bar:
+    mask_of = None if annotations is None else (
+        lambda path, label, scale, dx, dy: _mask_of(path, label, class_names, annotations, scale, dx, dy, image_size))
+    yield from iter_image_parts(files, image_size, class_names, str(images), part_images, mask_of)
+
+
+def iter_image_parts(files: list[tuple[Path, int]], image_size: int, class_names: list[str], desc: str,
+                     part_images: int = 512, mask_of: Callable[..., np.ndarray] | None = None,
+                     extras: dict[str, np.ndarray] | None = None,
+                     label_subset: np.ndarray | None = None) -> Iterator[ImageSplit]:
+    """Image files read as consecutive ImageSplit parts of up to ``part_images`` uint8 (K, S, S, 3)
+    images (``resize_crop`` to S = ``image_size``), so a split of any size is read holding one part.
+
+    Args:
+        files: (path, label) per image, in split order; labels index ``class_names``.
+        desc: what the progress bar calls the files.
+        mask_of: (path, label, scale, dx, dy) -> the image's (S, S) bool object mask in the crop, or
+            None (every box then ``MISSING_BOX``, no masks).
+        extras: per-image values (len(files),) stored with the split (e.g. corruption, severity).
+        label_subset: the split's ``ImageSplit.label_subset`` (sorted class indices), or None.
+    """
+    extras = extras or {}
+    with tqdm(total=len(files), desc=desc, unit="img", mininterval=2.0) as bar:
         for start in range(0, len(files), part_images):
             part = files[start:start + part_images]
             out = np.empty((len(part), image_size, image_size, 3), dtype=np.uint8)
-            masks = np.zeros((len(part), image_size, image_size), dtype=bool) if annotations else None
+            masks = np.zeros((len(part), image_size, image_size), dtype=bool) if mask_of else None
             for i, (path, label) in enumerate(part):
                 out[i], scale, dx, dy = resize_crop(read_rgb(path), image_size)
-                if annotations is not None:
-                    masks[i] = _mask_of(path, label, class_names, annotations, scale, dx, dy, image_size)
+                if mask_of is not None:
+                    masks[i] = mask_of(path, label, scale, dx, dy)
                 bar.update()
             boxes = (boxes_from_masks(masks) if masks is not None
                      else np.tile(np.array(MISSING_BOX, dtype=np.int32), (len(part), 1)))
             yield ImageSplit(images=out, labels=np.array([label for _, label in part], dtype=np.int64),
-                             boxes=boxes, class_names=class_names, masks=masks)
+                             boxes=boxes, class_names=class_names, masks=masks,
+                             extras={name: values[start:start + part_images] for name, values in extras.items()},
+                             label_subset=label_subset)
 
 
 def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike | None, image_size: int,

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from robustxai.data.splits import ImageSplit
 from robustxai.evaluation.calibration import accuracy, confidences, expected_calibration_error
 from robustxai.evaluation.complexity import count_macs, count_parameters
+from robustxai.evaluation.ood import ood_scores
 from robustxai.models.inference import predict_logits
 from robustxai.training.algorithms import AttackSettings
 
@@ -30,36 +33,54 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     return correct / max(len(images), 1)
 
 
-def evaluate_classifier(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor],
-                        ood: dict[str, tuple[torch.Tensor, torch.Tensor]], attacks: dict[str, AttackSettings],
+def evaluate_classifier(model: nn.Module, test: Iterable[ImageSplit],
+                        ood: dict[str, Iterable[ImageSplit]], attacks: dict[str, AttackSettings],
                         robust_images: int | None = None, batch_size: int = 256,
                         calibration_bins: int = 15) -> dict:
     """Evaluate ``model`` (in eval mode, on its current device).
 
     Args:
-        test: clean test images (N, C, H, W) in [0, 1] and labels (N,).
-        ood: OOD split name -> (images, labels).
-        attacks: name -> threat model; robust accuracy is measured on the first ``robust_images`` test images.
+        test: the clean test split as consecutive ImageSplit parts, read one at a time (only the
+            logits (N, classes) of the whole split are kept, and the first ``robust_images`` images).
+        ood: OOD split name -> its images as consecutive ImageSplit parts (read one at a time; see
+            ``robustxai.evaluation.ood.ood_scores`` for class subsets and corruption splits).
+        attacks: name -> threat model; robust accuracy is measured on the first ``robust_images`` test
+            images (all when None).
     Returns:
-        a flat dict: clean_accuracy, ood_accuracy_<split>, ood_accuracy (mean over splits),
+        a dict: clean_accuracy, ood_accuracy_<split>, ood_confidence_<split> (and per-corruption accuracies
+        and mce_<split> of corruption splits), ood_accuracy (mean over splits),
         robust_accuracy_<attack>, confidence_mean / confidence_median (softmax of the predicted class on
-        the clean test set), ece, params, macs, test_images, robust_images. Accuracies are in [0, 1].
+        the clean test set), ece, params, macs, test_images, robust_images, and ood_cells (split ->
+        accuracy per corruption and severity, for corruption splits). Accuracies are in [0, 1].
     """
     model.eval()
-    images, labels = test
-    logits = predict_logits(model, images, batch_size)
+    logits, labels, kept = [], [], []
+    wanted = float("inf") if robust_images is None else robust_images
+    for part in test:
+        images, part_labels = part.tensors()
+        logits.append(predict_logits(model, images, batch_size))
+        labels.append(part_labels)
+        have = sum(len(x) for x, _ in kept)
+        if have < wanted:
+            take = int(min(wanted - have, len(images)))
+            kept.append((images[:take], part_labels[:take]))
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    image_shape = tuple(images.shape[1:])
+    robust_set = (torch.cat([x for x, _ in kept]), torch.cat([y for _, y in kept]))
     conf = confidences(logits)
     row = {"clean_accuracy": accuracy(logits, labels),
            "confidence_mean": conf.mean().item(), "confidence_median": conf.median().item(),
            "ece": expected_calibration_error(logits, labels, calibration_bins)}
-    for name, (ood_images, ood_labels) in ood.items():
-        row[f"ood_accuracy_{name}"] = accuracy(predict_logits(model, ood_images, batch_size), ood_labels)
+    cells = {}
+    for name, parts in ood.items():
+        scores, cells[name] = ood_scores(model, name, parts, batch_size)
+        row.update(scores)
     if ood:
         row["ood_accuracy"] = sum(row[f"ood_accuracy_{name}"] for name in ood) / len(ood)
-    subset = slice(0, robust_images)
     for name, attack in attacks.items():
-        row[f"robust_accuracy_{name}"] = robust_accuracy(model, images[subset], labels[subset], attack, batch_size)
+        row[f"robust_accuracy_{name}"] = robust_accuracy(model, *robust_set, attack, batch_size)
         log.info("robust accuracy %s: %.4f", name, row[f"robust_accuracy_{name}"])
-    row.update(params=count_parameters(model), macs=count_macs(model, tuple(images.shape[1:])),
-               test_images=len(images), robust_images=len(images[subset]))
+    row.update(params=count_parameters(model), macs=count_macs(model, image_shape),
+               test_images=len(labels), robust_images=len(robust_set[1]),
+               ood_cells={name: split_cells for name, split_cells in cells.items() if split_cells})
     return row

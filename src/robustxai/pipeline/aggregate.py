@@ -21,8 +21,10 @@ def _mkdirs(*paths: str) -> None:
 
 
 def models_table(evaluation_paths: list[str]) -> pd.DataFrame:
-    """One row per model from the evaluation JSON files, in the given order."""
-    return pd.DataFrame([json.loads(Path(p).read_text()) for p in evaluation_paths])
+    """One row per model from the evaluation JSON files, in the given order: their scalar entries (the
+    per-corruption-and-severity ``ood_cells`` stay in the JSON files)."""
+    rows = [json.loads(Path(p).read_text()) for p in evaluation_paths]
+    return pd.DataFrame([{key: value for key, value in row.items() if not isinstance(value, dict)} for row in rows])
 
 
 def aggregate_models_job(evaluation_paths: list[str], table_path: str, png_path: str, data_path: str) -> pd.DataFrame:

@@ -49,6 +49,12 @@ class DatasetKind:
         """The archive to download as {"url", "md5", "sha256"} (checksums may be None), or None."""
         return None
 
+    def folder_downloads(self, dataset: dict) -> dict[str, dict]:
+        """Splits read from folders the workflow downloads and unpacks first: split name -> {"folder" (the
+        split's configured root, where they are unpacked), "archives" ([{"url", "md5", "sha256"}]),
+        "strip_components" (leading path parts dropped from each member)}; {} by default."""
+        return {}
+
     def build_splits(self, dataset: dict, archive_path: str | None) -> dict[str, ImageSplit]:
         """Every split of :meth:`split_names` except an ``ood_corruption`` the pipeline adds.
 
