@@ -4,7 +4,7 @@ Writes a stand-in split of ``--images`` (20,000) images of 224 px through ``Spli
 parts of 500, as preparation writes it), then, each in a fresh process:
 - reads a shard of 100 and of 1,000 images at the start, middle and end of the split
   (``load_split(path, index)``): seconds and peak resident memory;
-- runs a whole attribute shard job (``attribute_shard_job``, gradient method, batch 16, a timm
+- runs a whole attribute shard job (``attribute_shard_job``, gradient method, batch 16 as configs/imagenet.yaml, a timm
   ResNet-18 with random weights at 224 px on the CPU) on a shard of 100 and of 1,000 images: seconds and peak resident memory.
 A job that loaded the whole split, as the former ``.npz`` format made every job do, would hold
 N x 224 x 224 x 3 bytes (3.0 GB for 20,000 images) before any work.

@@ -95,12 +95,13 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     model = model.to(device)
     index = shard_indices(split_size(split_path), shard, images_per_shard)
     images, labels = load_split(split_path, index).tensors()  # only this shard's images are read
-    logits = predict_logits(model, images, device=device)
+    logits = predict_logits(model, images, images_per_batch, device=device)  # memory bounded by the batch
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels
     registered, method = configured_method(method_name, settings)
     bind_needed_models(method, settings, model_paths or {}, tuple(images.shape[1:]), device)
-    layout = adopt_fastest_layout(model, tuple(images.shape[1:]), method.pass_kind, device)
+    layout = adopt_fastest_layout(model, tuple(images.shape[1:]), method.pass_kind, device,
+                                  batch_size=min(64, images_per_batch))  # timed at most at the job's batch
     started = time.time()
     maps = explain_in_batches(method, model, images, targets, images_per_batch, device)
     wall = time.time() - started
