@@ -12,6 +12,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 # network file systems) are not needed.
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
+from robustxai.data.kinds import dataset_kind
 from robustxai.config import (
     METRIC_SELECTION_KEYS,
     all_split_names,
@@ -57,6 +58,17 @@ ROAR = resolve_roar(config, ATTRIBUTION)  # None when the config has no roar sec
 ATTRIBUTION_JOBS = attribution_jobs(ATTRIBUTION, ALIGNMENT, ROAR)  # "<split>/<method>" -> what its shard jobs do
 AGGREGATION = {"resamples": 1000, "seed": 0, "grid_images": 6, **config.get("aggregation", {})}
 ENV = "../../envs/robustxai.yaml"
+
+
+# Splits read from folders that are downloaded and unpacked first (ImageNet OOD sets with archives):
+# split -> {"folder", "archives", "strip_components"}; the folder is the split's configured root.
+FOLDER_DOWNLOADS = dataset_kind(DATASET["kind"]).folder_downloads(DATASET)
+SPLIT_OF_FOLDER = {download["folder"]: split for split, download in FOLDER_DOWNLOADS.items()}
+
+
+def folder_archive(split, url):
+    """Where one archive of a split's folder is downloaded: under its own file name."""
+    return f"{R}/downloads/{DATASET['name']}/{split}/{os.path.basename(url)}"
 
 
 def split_path(split):

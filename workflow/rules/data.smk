@@ -1,5 +1,3 @@
-from robustxai.data.kinds import dataset_kind
-
 # The archive the dataset's kind downloads, {"url", "md5", "sha256"}, or None (built-in, ImageFolder,
 # Tiny ImageNet from an extracted root): only kinds with one get the download rule.
 DATASET_ARCHIVE = dataset_kind(DATASET["kind"]).archive(DATASET)
@@ -20,17 +18,6 @@ if DATASET_ARCHIVE:
             ENV
         script:
             "../scripts/download_dataset.py"
-
-
-# Splits read from folders that are downloaded and unpacked first (ImageNet OOD sets with archives):
-# split -> {"folder", "archives", "strip_components"}; the folder is the split's configured root.
-FOLDER_DOWNLOADS = dataset_kind(DATASET["kind"]).folder_downloads(DATASET)
-SPLIT_OF_FOLDER = {download["folder"]: split for split, download in FOLDER_DOWNLOADS.items()}
-
-
-def folder_archive(split, url):
-    """Where one archive of a split's folder is downloaded: under its own file name."""
-    return f"{R}/downloads/{DATASET['name']}/{split}/{os.path.basename(url)}"
 
 
 if FOLDER_DOWNLOADS:
