@@ -137,6 +137,13 @@ def test_an_out_of_range_metric_setting_fails_at_plan_time(config):
         plan(config)
 
 
+def test_an_unknown_box_metric_rescale_fails_at_plan_time(config):
+    config["metrics"]["energy_in_box"] = {"rescale": "max"}
+    with pytest.raises(ConfigError, match=r"^config\.metrics\.energy_in_box: rescale must be one of "
+                                          r"\['minmax', 'none'\], got 'max'$"):
+        plan(config)
+
+
 def test_more_shards_than_the_split_fills_fails_at_plan_time(config):
     config["attribution"].update(shards=20, images_per_shard=64)  # the test split has 1000 images
     with pytest.raises(ConfigError, match=r"^config\.attribution: shards x images_per_shard = 20 x 64 images, but "

@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from robustxai.config import SCHEMA_PATH, ConfigError, all_split_names, num_classes, split_names
 from robustxai.data.cifar import CIFAR10_MD5, CIFAR10_URL, read_cifar10
+from robustxai.data.imagenet_ood.lists import imagenet_wnids
 from robustxai.data.kinds import DATASET_KINDS, DatasetKind, dataset_kind
 from robustxai.data.splits import load_split
 from robustxai.pipeline.datasets import prepare_dataset
@@ -114,3 +116,69 @@ def test_prepare_dataset_carves_cifar10_val_by_the_seeded_permutation(tmp_path):
     assert np.array_equal(load_split(outputs["train"]).labels, official.labels[order[7:]])
     with pytest.raises(ConfigError, match="set dataset.image_size to 32"):
         prepare_dataset({**dataset, "image_size": 64}, outputs, archive=str(tmp_path / "c.tar.gz"))
+
+
+def class_folder_tree(root, names, size=8):
+    """An ImageFolder tree with one ``size`` px image per class folder ``names``; returns ``root``."""
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        Image.new("RGB", (size, size), (20 * k, 0, 0)).save(root / name / "a.png")
+    return root
+
+
+def folder_dataset(images, num_classes, **settings):
+    return {"name": "f", "kind": "imagefolder", "image_size": 8,
+            "imagefolder": {"num_classes": num_classes, "splits": {"test": {"images": str(images)}}, **settings}}
+
+
+def test_the_shipped_imagenet_order_is_the_standard_1000_wnids():
+    wnids = imagenet_wnids()
+    assert len(wnids) == 1000 and wnids[0] == "n01440764" and wnids[1] == "n01443537" and wnids[-1] == "n15075141"
+
+
+def test_a_subset_of_imagenet_wnid_folders_keeps_the_true_imagenet_indices_without_a_class_file(tmp_path):
+    images = class_folder_tree(tmp_path / "val", ["n01440764", "n01443537", "n15075141"])
+    for dataset in (folder_dataset(images, 1000), folder_dataset(images, 1000, class_names="imagenet")):
+        test = dataset_kind("imagefolder").build_splits(dataset, None)["test"]
+        assert test.labels.tolist() == [0, 1, 999] and test.class_names == list(imagenet_wnids())
+    # class_names: folders restores 0..K-1 for a model trained on these classes
+    test = dataset_kind("imagefolder").build_splits(folder_dataset(images, 3, class_names="folders"), None)["test"]
+    assert test.labels.tolist() == [0, 1, 2] and test.class_names == ["n01440764", "n01443537", "n15075141"]
+
+
+def test_folders_that_are_not_all_wnids_are_labelled_in_sorted_order(tmp_path):
+    images = class_folder_tree(tmp_path / "val", ["n01440764", "cat", "dog"])
+    test = dataset_kind("imagefolder").build_splits(folder_dataset(images, 3), None)["test"]
+    assert test.labels.tolist() == [0, 1, 2] and test.class_names == ["cat", "dog", "n01440764"]
+
+
+def test_a_class_count_mismatch_says_exactly_what_to_set(tmp_path):
+    wnids = class_folder_tree(tmp_path / "wnids", ["n01440764", "n01443537", "n15075141"])
+    with pytest.raises(ConfigError, match=r"labelled in the 1000-class ImageNet order \(class_names: imagenet, the "
+                                          r"default when every folder is a wnid\), but dataset.imagefolder.num_classes "
+                                          r"is 3: set num_classes: 1000 .*, or class_names: folders to label its 3 "
+                                          r"folders 0..2 in sorted order"):
+        dataset_kind("imagefolder").build_splits(folder_dataset(wnids, 3), None)
+    with pytest.raises(ConfigError, match=r"has 3 class folders, labelled 0..2 in sorted order \(class_names: "
+                                          r"folders\), but dataset.imagefolder.num_classes is 1000: set num_classes: "
+                                          r"3 .*or class_names_file: .*\(for ImageNet-1k wnid folders: class_names: "
+                                          r"imagenet\)"):
+        dataset_kind("imagefolder").build_splits(folder_dataset(wnids, 1000, class_names="folders"), None)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("n01440764\nn01443537\nn15075141\nn99999999\n")
+    with pytest.raises(ConfigError, match=rf"class_names_file: {classes} lists 4 classes, but dataset.imagefolder."
+                                          rf"num_classes is 1000: set num_classes: 4, or list all 1000"):
+        dataset_kind("imagefolder").build_splits(folder_dataset(wnids, 1000, class_names_file=str(classes)), None)
+    odd = class_folder_tree(tmp_path / "odd", ["n01440764", "n00000001"])
+    with pytest.raises(ConfigError, match=r"its folders \['n00000001'\] are not ImageNet-1k wnids: set "
+                                          r"dataset.imagefolder.class_names: folders"):
+        dataset_kind("imagefolder").build_splits(folder_dataset(odd, 1000), None)
+
+
+def test_the_class_names_file_is_an_input_of_data_preparation(tmp_path):
+    kind = dataset_kind("imagefolder")
+    assert kind.input_files(folder_dataset(tmp_path, 3, class_names_file="classes.txt")) == ["classes.txt"]
+    assert kind.input_files(folder_dataset(tmp_path, 3)) == []
+    assert dataset_kind("builtin").input_files(DATASETS["builtin"]) == []
+    with pytest.raises(ConfigError, match=r"sets both class_names \(imagenet\) and class_names_file \(c.txt\)"):
+        kind.input_files(folder_dataset(tmp_path, 3, class_names="imagenet", class_names_file="c.txt"))

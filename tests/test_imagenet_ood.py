@@ -187,10 +187,13 @@ def test_ood_sets_need_the_imagenet_class_order_and_their_own_layout(tmp_path):
     stand_ins.image(tmp_path / "val" / WNIDS[3], 3)
     stand_ins.image(tmp_path / "a" / WNIDS[NOT_IN_A_OR_R], NOT_IN_A_OR_R)
     dataset = {"name": "inet", "kind": "imagefolder", "image_size": 8, "imagefolder": {
-        "num_classes": 1000, "splits": {"test": {"images": str(tmp_path / "val")}},
+        "num_classes": 1000, "splits": {"test": {"images": str(tmp_path / "val")}}, "class_names": "folders",
         "ood": {"inet_a": {"format": "imagenet_a", "images": str(tmp_path / "a")}}}}
     with pytest.raises(ConfigError, match="1000 ImageNet wnids in sorted order"):
         dataset_kind("imagefolder").split_parts(dataset, None)
+    del dataset["imagefolder"]["class_names"]  # wnid folders default to the ImageNet order: a subset is fine
+    dataset["imagefolder"]["ood"] = {"sketch": {"format": "imagenet_sketch", "images": str(tmp_path / "a")}}
+    assert set(dataset_kind("imagefolder").split_parts(dataset, None)) == {"test", "sketch"}
     with pytest.raises(ValueError, match=r"folders \['n01440764'\] are not imagenet_a classes"):
         list(ood_format("imagenet_a").parts({"images": str(tmp_path / "a")}, 8))
     with pytest.raises(FileNotFoundError, match="no ImageNet-C folder for corruption 'snow' at severity 2"):

@@ -1,4 +1,5 @@
 import io
+import logging
 import pickle
 import tarfile
 import zipfile
@@ -12,6 +13,7 @@ from robustxai.data.cifar import TEST_BATCHES, TRAIN_BATCHES, read_cifar10
 from robustxai.data.download import download, file_digest
 from robustxai.data.imagefolder import load_imagefolder, read_voc_boxes
 from robustxai.data.kinds import dataset_kind
+from robustxai.data.splits import MISSING_BOX
 from robustxai.data.tinyimagenet import exclusive_box, read_tinyimagenet
 
 VOC_XML = """<annotation><filename>{stem}.JPEG</filename>
@@ -51,6 +53,33 @@ def test_imagefolder_with_voc_boxes_resizes_and_crops_boxes(tmp_path):
     assert split.masks[0].sum() == 20 * 10
     # img_b: 30 -> 20, scale 2/3: (15, 15, 30, 30) -> (10, 10, 20, 20)
     assert split.boxes[1].tolist() == [10, 10, 20, 20]
+
+
+def test_voc_objects_not_named_by_the_class_folder_are_reported_by_file_and_kept_with_any_object(tmp_path, caplog):
+    """Hand-labelled VOC files name objects in words ("tabby cat"): class_object (the default) leaves
+    those boxes out and names the files (10, then a count), any_object keeps them."""
+    images, annotations = tmp_path / "val", tmp_path / "boxes"
+    (images / "n02123045").mkdir(parents=True)
+    annotations.mkdir()
+    for i in range(12):  # 20x20 images, image_size 20: boxes stay as written (0-based, exclusive ends)
+        Image.new("RGB", (20, 20), (10 * i, 0, 0)).save(images / "n02123045" / f"img_{i:02d}.png")
+        write_voc(annotations / f"img_{i:02d}.xml", f"img_{i:02d}", 20, 20, [("tabby cat", (3, 5, 12, 16))])
+    with caplog.at_level(logging.WARNING, logger="robustxai.data.imagefolder"):
+        split = load_imagefolder(images, annotations, image_size=20)
+    assert (split.boxes == np.array(MISSING_BOX)).all()  # boxless, as before, but now said
+    report = next(r.getMessage() for r in caplog.records if "VOC file(s)" in r.getMessage())
+    assert f"{annotations}: 12 VOC file(s) have objects whose <name> is not the image's class folder ('tabby cat')" \
+        in report
+    assert ", ".join(f"img_{i:02d}.xml" for i in range(10)) + " and 2 more" in report
+    assert "img_10.xml" not in report and "boxes: any_object" in report
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robustxai.data.imagefolder"):
+        kept = load_imagefolder(images, annotations, image_size=20, boxes="any_object")
+    assert kept.boxes.tolist() == [[2, 4, 12, 16]] * 12 and kept.masks.sum((1, 2)).tolist() == [10 * 12] * 12
+    assert not caplog.records
+    with pytest.raises(ValueError, match=r"boxes='every': expected one of \['class_object', 'any_object'\]"):
+        load_imagefolder(images, annotations, image_size=20, boxes="every")
 
 
 def test_imagefolder_rejects_folders_outside_class_names(tmp_path):

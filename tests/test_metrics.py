@@ -9,7 +9,7 @@ from torch import nn
 from robustxai.attribution import make_method
 from robustxai.metrics import METRICS, MetricBatch, degenerate_maps, make_metric
 from robustxai.metrics.causal import blurred_start, curve_auc, normalisation_mean
-from robustxai.metrics.localisation import component_box
+from robustxai.metrics.localisation import component_box, largest_component_boxes
 from robustxai.metrics.sanity import cascade_blocks, map_similarities
 from robustxai.models import build_classifier
 from robustxai.tuning import model_memory_format
@@ -76,6 +76,84 @@ def test_pointing_game_hits_and_misses_at_the_tolerance_boundary():
                         torch.tensor([[10, 10, 20, 20]]))
     small.maps[0, 15, 22] = 1  # 3 px away: 15 px at 224 is 2.14 px at 32, a miss
     assert make_metric("pointing_game")(None, small)["pointing_game"].item() == 0.0
+
+
+def smooth_maps(n=6, size=32, seed=0):
+    """Blobby maps (random noise averaged over 7 x 7): several components above 20 % of their range."""
+    generator = torch.Generator().manual_seed(seed)
+    return nn.functional.avg_pool2d(torch.rand(n, 1, size, size, generator=generator), 7, 1, 3)[:, 0]
+
+
+def test_box_iou_and_energy_of_a_map_plus_a_constant_are_those_of_the_map():
+    batch, _, _ = boxes_batch(n=6)
+    maps = smooth_maps()
+    for rescale_default in ({}, {"rescale": "minmax"}):
+        iou, energy = make_metric("box_iou", **rescale_default), make_metric("energy_in_box", **rescale_default)
+        batch.maps = maps
+        plain = {**iou(None, batch), **energy(None, batch)}
+        for offset in (0.6, -0.3, 5.0):  # a floor like RISE's, negative, large
+            batch.maps = maps + offset
+            shifted = {**iou(None, batch), **energy(None, batch)}
+            assert torch.equal(shifted["box_iou"], plain["box_iou"])
+            assert torch.allclose(shifted["energy_in_box"], plain["energy_in_box"], atol=1e-5)
+    assert plain["box_iou"].min() > 0 and plain["energy_in_box"].std() > 0.02  # not trivially equal
+
+
+def floor_and_block():
+    """An 8 x 8 map on a floor of 0.5 with a 2 x 2 block of 1.0 at rows and columns 2-3; the box
+    (1, 1, 4, 4) holds the block and 5 floor pixels."""
+    maps = torch.full((1, 8, 8), 0.5)
+    maps[0, 2:4, 2:4] = 1.0
+    return MetricBatch(torch.zeros(1, 3, 8, 8), maps, torch.zeros(1, dtype=torch.long), torch.tensor([[1, 1, 4, 4]]))
+
+
+def test_raw_box_metrics_keep_the_values_of_the_raw_map():
+    batch = floor_and_block()
+    # raw: 20 % of the maximum (0.2) keeps the whole image, IoU 9 / 64; mass in the box 4 + 5 x 0.5 of 34
+    raw_iou = make_metric("box_iou", rescale="none")(None, batch)
+    assert raw_iou["box_iou"].item() == pytest.approx(9 / 64) and raw_iou["box_localised"].item() == 0.0
+    assert make_metric("energy_in_box", rescale="none")(None, batch)["energy_in_box"].item() == pytest.approx(6.5 / 34)
+    # min-max (the default): the floor is 0, only the block is kept (IoU 4 / 9) and holds all the mass
+    assert make_metric("box_iou")(None, batch)["box_iou"].item() == pytest.approx(4 / 9)
+    assert make_metric("energy_in_box")(None, batch)["energy_in_box"].item() == pytest.approx(1.0)
+    # raw negative values carry no mass and a map without a positive value keeps no pixel
+    batch.maps = batch.maps - 0.75  # floor -0.25, block 0.25
+    assert make_metric("energy_in_box", rescale="none")(None, batch)["energy_in_box"].item() == pytest.approx(1.0)
+    batch.maps = -batch.maps.abs()
+    assert make_metric("box_iou", rescale="none")(None, batch)["box_iou"].item() == 0.0
+    assert make_metric("energy_in_box", rescale="none")(None, batch)["energy_in_box"].item() == pytest.approx(9 / 64)
+
+
+@pytest.mark.parametrize("rescale", ["minmax", "none"])
+def test_a_constant_map_scores_the_box_share_and_no_region(rescale):
+    batch = floor_and_block()
+    batch.maps = torch.full((1, 8, 8), 0.5)
+    assert degenerate_maps(batch.maps).item()
+    energy = make_metric("energy_in_box", rescale=rescale)(None, batch)["energy_in_box"].item()
+    assert energy == pytest.approx(9 / 64)  # like a uniform map
+    iou = make_metric("box_iou", rescale=rescale)(None, batch)["box_iou"].item()
+    assert iou == (0.0 if rescale == "minmax" else pytest.approx(9 / 64))  # raw: 0.5 >= 0.2 x 0.5 everywhere
+
+
+def test_rescale_must_be_minmax_or_none():
+    for name in ("energy_in_box", "box_iou"):
+        with pytest.raises(ValueError, match=r"^rescale must be one of \['minmax', 'none'\], got 'max'$"):
+            make_metric(name, rescale="max")
+
+
+def test_batched_components_are_those_of_each_image_alone():
+    from scipy import ndimage
+
+    regions = np.concatenate([(smooth_maps(n=8, seed=1) > 0.5).numpy(), np.zeros((1, 32, 32), bool),
+                              np.random.default_rng(0).random((3, 32, 32)) < 0.5])
+    regions[4] = False  # an empty region between others
+    for region, box in zip(regions, largest_component_boxes(regions)):
+        labels, count = ndimage.label(region)  # per image, the largest component, the lowest label on ties
+        if count == 0:
+            assert box.tolist() == [-1, -1, -1, -1]
+            continue
+        rows, cols = np.nonzero(labels == 1 + np.argmax(np.bincount(labels.ravel())[1:]))
+        assert box.tolist() == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
 
 
 class RegionMean(nn.Module):

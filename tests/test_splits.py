@@ -126,7 +126,7 @@ def test_an_imagefolder_split_is_prepared_part_by_part_as_read_whole(tmp_path, m
     assert np.array_equal(np.concatenate([p.images for p in parts]), whole.images)
 
     monkeypatch.setattr(kind_module, "iter_imagefolder",
-                        lambda *args: iter_imagefolder(*args, part_images=2))
+                        lambda *args, **kwargs: iter_imagefolder(*args, part_images=2, **kwargs))
     dataset = {"name": "mini", "kind": "imagefolder", "image_size": 8, "seed": 0,
                "imagefolder": {"num_classes": 2, "splits": {"test": {"images": str(tmp_path / "val")}}}}
     outputs = {name: str(tmp_path / "data" / f"{name}.h5") for name in ("test", "ood_corruption")}
@@ -135,6 +135,6 @@ def test_an_imagefolder_split_is_prepared_part_by_part_as_read_whole(tmp_path, m
     assert np.array_equal(test.images, whole.images) and test.labels.tolist() == [0, 0, 0, 1, 1]
     assert (test.boxes == -1).all() and test.masks is None
     dataset["imagefolder"]["num_classes"] = 3
-    with pytest.raises(ConfigError, match="has 2 classes, config says num_classes=3"):
+    with pytest.raises(ConfigError, match="has 2 class folders, .*num_classes is 3: set num_classes: 2"):
         prepare_dataset(dataset, {name: str(tmp_path / "again" / f"{name}.h5") for name in outputs})
     assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())

@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 
 from robustxai.data.download import file_digest
+from robustxai.data.imagenet_ood.lists import imagenet_wnids
 from robustxai.data.splits import load_split
 from test_loaders import make_cifar_archive, make_tinyimagenet_zip, write_voc
 from workflow_runs import ROOT, SMOKE, snakemake, snakemake_command
@@ -452,7 +453,7 @@ def test_tinyimagenet_config_downloads_and_prepares_a_stand_in_zip(tmp_path):
 def test_imagenet_config_runs_data_preparation_on_a_stand_in_tree(tmp_path):
     images, boxes = tmp_path / "val", tmp_path / "val_boxes"
     boxes.mkdir()
-    for k, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
+    for k, wnid in enumerate(["n01440764", "n01443537", "n15075141"]):  # ImageNet classes 0, 1 and 999
         (images / wnid).mkdir(parents=True)
         for i in range(2):
             stem = f"ILSVRC2012_val_{k * 2 + i:08d}"
@@ -460,16 +461,26 @@ def test_imagenet_config_runs_data_preparation_on_a_stand_in_tree(tmp_path):
             write_voc(boxes / f"{stem}.xml", stem, 300, 200, [(wnid, (101, 51, 200, 150))])
     config = yaml.safe_load((ROOT / "configs" / "imagenet.yaml").read_text())
     config["dataset"]["image_size"] = 100
-    del config["dataset"]["imagefolder"]["ood"]  # they need all 1000 classes (tests/test_imagenet_ood.py)
-    config["dataset"]["imagefolder"].update(num_classes=3, splits={"test": {"images": str(images),
-                                                                             "annotations": str(boxes)}})
+    del config["dataset"]["imagefolder"]["ood"]  # their folders are not there (tests/test_imagenet_ood.py)
+    # num_classes stays 1000 and no class file is configured: wnid folders keep their ImageNet indices
+    config["dataset"]["imagefolder"]["splits"] = {"test": {"images": str(images), "annotations": str(boxes)}}
     path = tmp_path / "imagenet.yaml"
     path.write_text(yaml.safe_dump(config))
     snakemake(tmp_path, "prepare_dataset", config=path)
     test = load_split(tmp_path / "results" / "imagenet" / "data" / "imagenet_val" / "test.h5")
-    assert test.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert test.labels.tolist() == [0, 0, 1, 1, 999, 999]
     # 300x200 -> 150x100, centre crop x from 25: box (100, 50, 200, 150) -> (50, 25, 100, 75) -> (25, 25, 75, 75)
     assert test.boxes.tolist() == [[25, 25, 75, 75]] * 6
+    # a class_names_file is an input of data preparation: editing it reruns it
+    wnids = list(imagenet_wnids())
+    (tmp_path / "classes.txt").write_text("\n".join(wnids) + "\n")
+    config["dataset"]["imagefolder"]["class_names_file"] = "classes.txt"
+    path.write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "prepare_dataset", config=path)
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", "prepare_dataset", config=path).stdout
+    (tmp_path / "classes.txt").write_text("\n".join([wnids[1], wnids[0], *wnids[2:]]) + "\n")
+    planned = snakemake(tmp_path, "-n", "prepare_dataset", config=path).stdout
+    assert "rule prepare_dataset" in planned and "Updated input files: classes.txt" in planned, planned
 
 
 def test_gradcam_rise_and_gradient_on_a_trained_smoke_model_point_at_the_object(smoke_run):

@@ -3,6 +3,9 @@
 DATASET_ARCHIVE = dataset_kind(DATASET["kind"]).archive(DATASET)
 # where it is kept: under the archive's own file name (cifar-10-python.tar.gz, tiny-imagenet-200.zip)
 ARCHIVE = f"{R}/downloads/{DATASET['name']}/{os.path.basename(DATASET_ARCHIVE['url'])}" if DATASET_ARCHIVE else None
+# Local files the preparation reads besides archives and image folders (an ImageFolder class_names_file),
+# so editing one reruns it.
+DATASET_FILES = dataset_kind(DATASET["kind"]).input_files(DATASET)
 
 
 if DATASET_ARCHIVE:
@@ -59,6 +62,7 @@ rule prepare_dataset:
     input:
         archive=[ARCHIVE] if DATASET_ARCHIVE else [],
         folders=list(SPLIT_OF_FOLDER),
+        files=DATASET_FILES,
     output:
         **{split: split_path(split) for split in all_split_names(DATASET)},
     params:

@@ -2,8 +2,11 @@
 
 Annotations are looked up as ``<annotations>/<class>/<stem>.xml`` or flat ``<annotations>/<stem>.xml``.
 Images are resized so the short side is ``image_size`` and centre-cropped to a square; boxes follow.
-The stored box of an image is the box enclosing all of its boxes of the labelled class and the mask
-is the union of those boxes.
+The stored box of an image is the box enclosing its boxes and the mask is the union of those boxes:
+with ``boxes="class_object"`` (default, the ImageNet val convention) the boxes of the objects named by
+the image's class folder (an object with another ``<name>`` is left out, and the files with such objects
+are reported by name), with ``boxes="any_object"`` every object's box (hand-labelled files whose
+objects are named e.g. "tabby cat").
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ from robustxai.data.splits import MISSING_BOX, ImageSplit, boxes_from_masks, con
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+#: which VOC objects make an image's box and mask (``dataset.imagefolder.splits.<split>.boxes``)
+BOX_OBJECTS = ("class_object", "any_object")
+#: files named in the warning about objects left out; the rest are counted
+NAMED_FILES = 10
 
 
 def read_voc_boxes(xml_path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int, int]]]:
@@ -74,15 +81,19 @@ def resize_crop(image: Image.Image, size: int) -> tuple[np.ndarray, float, int, 
 
 
 def _mask_of(path: Path, label: int, class_names: list[str], annotations: Path, scale: float, dx: int, dy: int,
-             image_size: int) -> np.ndarray:
-    """The union (S, S) bool of the boxes of class ``label`` in ``path``'s VOC file, in the resized and
-    cropped image (``resize_crop``'s scale and offsets); boxes outside the crop are left out with a warning."""
+             image_size: int, boxes: str = "class_object", left_out: dict[Path, list[str]] | None = None) -> np.ndarray:
+    """The union (S, S) bool of the boxes in ``path``'s VOC file, in the resized and cropped image
+    (``resize_crop``'s scale and offsets): of the objects named ``class_names[label]`` (or unnamed) for
+    ``boxes="class_object"``, of every object for ``"any_object"``. Objects left out for their name are
+    recorded in ``left_out`` (VOC file -> their names); boxes outside the crop are left out with a warning."""
     mask = np.zeros((image_size, image_size), dtype=bool)
     xml = _annotation_path(annotations, class_names[label], path.stem)
     if xml is None:
         raise FileNotFoundError(f"no VOC annotation for {path} under {annotations}")
     for name, (x0, y0, x1, y1) in read_voc_boxes(xml):
-        if name and name != class_names[label]:
+        if boxes == "class_object" and name and name != class_names[label]:
+            if left_out is not None:
+                left_out.setdefault(xml, []).append(name)
             continue
         box = np.array([x0 * scale - dx, y0 * scale - dy, x1 * scale - dx, y1 * scale - dy])
         bx0, by0 = (int(np.clip(np.floor(v), 0, image_size)) for v in box[:2])
@@ -94,12 +105,31 @@ def _mask_of(path: Path, label: int, class_names: list[str], annotations: Path, 
                         (x0 + 1, y0 + 1, x1, y1), name or class_names[label])
     if not mask.any():
         log.warning("%s: no box of '%s' inside the image: %s counts as having no box (localisation "
-                    "metrics score it NaN)", xml, class_names[label], path)
+                    "metrics score it NaN)", xml, class_names[label] if boxes == "class_object" else "any object",
+                    path)
     return mask
 
 
+def report_left_out_objects(left_out: dict[Path, list[str]], annotations: Path) -> None:
+    """Warn, naming up to ``NAMED_FILES`` VOC files (relative to ``annotations``) and counting the rest,
+    that objects named other than the image's class folder were left out (``boxes: class_object``)."""
+    if not left_out:
+        return
+    files = sorted(left_out)
+    named = ", ".join(str(f.relative_to(annotations)) if f.is_relative_to(annotations) else str(f)
+                      for f in files[:NAMED_FILES])
+    more = f" and {len(files) - NAMED_FILES} more" if len(files) > NAMED_FILES else ""
+    names = sorted({name for found in left_out.values() for name in found})
+    log.warning("%s: %d VOC file(s) have objects whose <name> is not the image's class folder (%s), and "
+                "boxes: class_object leaves their boxes out (an image left with none counts as boxless): "
+                "%s%s. Set boxes: any_object on the split (dataset.imagefolder.splits.<split>.boxes) to keep "
+                "every object's box", annotations, len(files), ", ".join(repr(n) for n in names[:NAMED_FILES]),
+                named, more)
+
+
 def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike | None, image_size: int,
-                     class_names: list[str] | None = None, part_images: int = 512) -> Iterator[ImageSplit]:
+                     class_names: list[str] | None = None, part_images: int = 512,
+                     boxes: str = "class_object") -> Iterator[ImageSplit]:
     """Read an ImageFolder tree as consecutive ImageSplit parts of up to ``part_images`` uint8
     (K, S, S, 3) images with boxes and masks, so a split of any size is read holding one part
     (``SplitWriter`` writes them). The file list is checked before the first image is read.
@@ -111,7 +141,12 @@ def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
         class_names: class order (label = index); default sorted folder names. Folders not in it are
             an error, so a typo cannot silently relabel images.
         part_images: images per part.
+        boxes: which VOC objects make the box and mask (``BOX_OBJECTS``): "class_object", those named
+            by the image's class folder (files with other objects are reported by name once the tree
+            is read), or "any_object", every object.
     """
+    if boxes not in BOX_OBJECTS:
+        raise ValueError(f"boxes={boxes!r}: expected one of {list(BOX_OBJECTS)}")
     images, annotations = Path(images), Path(annotations) if annotations else None
     folders = sorted(p.name for p in images.iterdir() if p.is_dir())
     class_names = list(class_names) if class_names else folders
@@ -122,9 +157,13 @@ def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
              for f in sorted((images / folder).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise FileNotFoundError(f"{images}: no images found in class sub-folders")
+    left_out: dict[Path, list[str]] = {}
     mask_of = None if annotations is None else (
-        lambda path, label, scale, dx, dy: _mask_of(path, label, class_names, annotations, scale, dx, dy, image_size))
+        lambda path, label, scale, dx, dy: _mask_of(path, label, class_names, annotations, scale, dx, dy, image_size,
+                                                    boxes, left_out))
     yield from iter_image_parts(files, image_size, class_names, str(images), part_images, mask_of)
+    if annotations is not None:
+        report_left_out_objects(left_out, annotations)
 
 
 def iter_image_parts(files: list[tuple[Path, int]], image_size: int, class_names: list[str], desc: str,
@@ -162,7 +201,7 @@ def iter_image_parts(files: list[tuple[Path, int]], image_size: int, class_names
 
 
 def load_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike | None, image_size: int,
-                     class_names: list[str] | None = None) -> ImageSplit:
+                     class_names: list[str] | None = None, boxes: str = "class_object") -> ImageSplit:
     """The whole ImageFolder tree as one ImageSplit (arguments as :func:`iter_imagefolder`); for
     small trees, e.g. the CLI's and the tests'."""
-    return concatenate(list(iter_imagefolder(images, annotations, image_size, class_names)))
+    return concatenate(list(iter_imagefolder(images, annotations, image_size, class_names, boxes=boxes)))

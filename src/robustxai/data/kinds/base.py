@@ -49,6 +49,11 @@ class DatasetKind:
         """The archive to download as {"url", "md5", "sha256"} (checksums may be None), or None."""
         return None
 
+    def input_files(self, dataset: dict) -> list[str]:
+        """Local files besides archives and image folders that building the splits reads (e.g. a class
+        list): inputs of the data rule, so editing one rebuilds the splits; [] by default."""
+        return []
+
     def folder_downloads(self, dataset: dict) -> dict[str, dict]:
         """Splits read from folders the workflow downloads and unpacks first: split name -> {"folder" (the
         split's configured root, where they are unpacked), "archives" ([{"url", "md5", "sha256"}]),

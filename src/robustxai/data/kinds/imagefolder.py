@@ -1,9 +1,10 @@
 """ImageFolder trees with Pascal-VOC boxes (reader in ``robustxai.data.imagefolder``), e.g. ImageNet val."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-
 from pathlib import Path
+from typing import NamedTuple
 
 from robustxai.config import ConfigError
 from robustxai.data.imagefolder import iter_imagefolder
@@ -12,15 +13,35 @@ from robustxai.data.imagenet_ood.lists import imagenet_wnids
 from robustxai.data.kinds.base import DatasetKind
 from robustxai.data.splits import ImageSplit, concatenate
 
+#: an ImageNet (WordNet) class id, e.g. n01440764
+WNID = re.compile(r"n\d{8}")
+
+
+class ClassOrder(NamedTuple):
+    """The label order of an ImageFolder dataset (:meth:`ImageFolder.class_order`)."""
+
+    #: class names in label order, or None for each split's sorted folder names
+    names: list[str] | None
+    #: which rule gave it: "file" (class_names_file), "imagenet" or "folders"
+    rule: str
+    #: where it comes from, as the config would say it (for messages)
+    said: str
+
 
 class ImageFolder(DatasetKind):
     """Local folders, one per configured split, no download.
 
-    Settings block ``imagefolder: {num_classes, class_names_file, splits: {train, val, test: {images,
-    annotations}}, ood: {<split>: {format, images, ...}}}``; ``test`` is required, ``train`` and ``val``
-    are optional. ``ood`` adds ImageNet OOD sets as boxless splits (readers in
+    Settings block ``imagefolder: {num_classes, class_names, class_names_file, splits: {train, val, test:
+    {images, annotations, boxes}}, ood: {<split>: {format, images, ...}}}``; ``test`` is required,
+    ``train`` and ``val`` are optional. ``ood`` adds ImageNet OOD sets as boxless splits (readers in
     ``robustxai.data.imagenet_ood``), labelled in the 1000-class ImageNet order, which the test split's
     classes must then follow. Split sizes are known only once the folders are read.
+
+    Label order (:meth:`class_order`): ``class_names_file`` (one folder name per line), else
+    ``class_names: imagenet`` (the 1000 ImageNet-1k wnids, shipped as package data, = timm's
+    ``imagenet_synsets.txt``) or ``folders`` (each split's sorted folder names, labels 0..K-1); without
+    either, ``imagenet`` when every folder name of every split is a wnid, so a subset of ImageNet classes
+    keeps its true indices, else ``folders``.
     """
 
     name = "imagefolder"
@@ -48,19 +69,42 @@ class ImageFolder(DatasetKind):
                        "strip_components": ood.get("strip_components", ood_format(ood["format"]).strip_components)}
                 for name, ood in self.settings(dataset).get("ood", {}).items() if ood.get("archives")}
 
+    def input_files(self, dataset: dict) -> list[str]:
+        """The ``class_names_file``, if configured (ConfigError when ``class_names`` is set too)."""
+        return [file] if (file := self._class_names_file(self.settings(dataset))) else []
+
+    @staticmethod
+    def _class_names_file(settings: dict) -> str | None:
+        if settings.get("class_names_file") and settings.get("class_names"):
+            raise ConfigError(f"dataset.imagefolder sets both class_names ({settings['class_names']}) and "
+                              f"class_names_file ({settings['class_names_file']}); keep one")
+        return settings.get("class_names_file")
+
+    def class_order(self, settings: dict) -> ClassOrder:
+        """The label order of the kind's settings block (rules in the class docstring)."""
+        if file := self._class_names_file(settings):
+            return ClassOrder([line.strip() for line in Path(file).read_text().splitlines() if line.strip()],
+                              "file", f"class_names_file: {file}")
+        if (choice := settings.get("class_names")) in ("imagenet", "folders"):
+            return ClassOrder(list(imagenet_wnids()) if choice == "imagenet" else None, choice, f"class_names: {choice}")
+        folders = {name for folder in settings["splits"].values() for name in _folders(folder["images"])}
+        if folders and all(WNID.fullmatch(name) for name in folders):
+            return ClassOrder(list(imagenet_wnids()), "imagenet",
+                              "class_names: imagenet, the default when every folder is a wnid")
+        return ClassOrder(None, "folders", "class_names: folders, the default when not every folder is a wnid")
+
     def split_parts(self, dataset: dict, archive_path: str | None) -> dict[str, Iterator[ImageSplit]]:
         """Each configured folder read lazily in parts (``iter_imagefolder``), so preparing ImageNet val
         holds one part in memory; the class count is checked on the first part. OOD sets are read by
         their format's reader (``robustxai.data.imagenet_ood``)."""
         settings = self.settings(dataset)
-        class_names = None
-        if settings.get("class_names_file"):
-            class_names = [line.strip() for line in Path(settings["class_names_file"]).read_text().splitlines()
-                           if line.strip()]
-        size = dataset.get("image_size", 224)
-        parts = {name: self._with_class_count(name, settings["num_classes"],
+        order = self.class_order(settings)
+        if order.rule == "imagenet":
+            self._check_imagenet_folders(settings, order)
+        class_names, size = order.names, dataset.get("image_size", 224)
+        parts = {name: self._with_class_count(name, folder["images"], settings["num_classes"], order,
                                               iter_imagefolder(folder["images"], folder.get("annotations"), size,
-                                                               class_names))
+                                                               class_names, boxes=folder.get("boxes", "class_object")))
                  for name, folder in settings["splits"].items()}
         if settings.get("ood"):
             self._check_imagenet_order(settings, class_names)
@@ -76,15 +120,56 @@ class ImageFolder(DatasetKind):
         if tuple(names) != imagenet_wnids():
             raise ConfigError(f"dataset.imagefolder.ood labels images by the 1000 ImageNet wnids in sorted order, but "
                               f"the classes of {settings.get('class_names_file') or test} are {len(names)} others "
-                              f"(first {names[:3]}); use the ImageNet val folders (all 1000 wnids)")
+                              f"(first {names[:3]}); use ImageNet wnid folders with class_names: imagenet "
+                              "(the default for wnid folders)")
 
     @staticmethod
-    def _with_class_count(name: str, num_classes: int, parts: Iterator[ImageSplit]) -> Iterator[ImageSplit]:
+    def _check_imagenet_folders(settings: dict, order: ClassOrder) -> None:
+        """ConfigError naming the folders of a split labelled in ImageNet order that are not ImageNet-1k wnids."""
+        known = set(imagenet_wnids())
+        for name, folder in settings["splits"].items():
+            unknown = [f for f in _folders(folder["images"]) if f not in known]
+            if unknown:
+                raise ConfigError(f"imagefolder split '{name}' ({folder['images']}) is labelled in the 1000-class "
+                                  f"ImageNet order ({order.said}), but its folders {unknown[:5]} are not ImageNet-1k "
+                                  "wnids: set dataset.imagefolder.class_names: folders to label the folders 0..K-1 "
+                                  "in sorted order, or class_names_file to a file of all class names in label order")
+
+    @staticmethod
+    def _with_class_count(name: str, images: str, num_classes: int, order: ClassOrder,
+                          parts: Iterator[ImageSplit]) -> Iterator[ImageSplit]:
+        """The parts, after a ConfigError saying what to set when the first has not ``num_classes`` classes."""
         for part in parts:
-            if len(part.class_names) != num_classes:
-                raise ConfigError(f"imagefolder split '{name}' has {len(part.class_names)} classes, "
-                                  f"config says num_classes={num_classes}")
+            if (count := len(part.class_names)) != num_classes:
+                raise ConfigError(class_count_error(name, images, count, num_classes, order))
             yield part
 
     def build_splits(self, dataset: dict, archive_path: str | None) -> dict[str, ImageSplit]:
         return {name: concatenate(list(parts)) for name, parts in self.split_parts(dataset, archive_path).items()}
+
+
+def _folders(images: str) -> list[str]:
+    """The sorted sub-folder names of ``images`` ([] when it is not a folder yet)."""
+    root = Path(images)
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def class_count_error(split: str, images: str, count: int, num_classes: int, order: ClassOrder) -> str:
+    """What is wrong and exactly what to set, when split ``split`` (folder ``images``) is labelled with
+    ``count`` classes in ``order`` but the config says ``num_classes``."""
+    where = f"imagefolder split '{split}' ({images})"
+    if order.rule == "imagenet":
+        folders = len(_folders(images))
+        return (f"{where} is labelled in the 1000-class ImageNet order ({order.said}), but dataset.imagefolder."
+                f"num_classes is {num_classes}: set num_classes: 1000 for a model with the ImageNet-1k outputs, or "
+                f"class_names: folders to label its {folders} folders 0..{folders - 1} in sorted order (a model "
+                f"trained on these classes, num_classes: {folders})")
+    if order.rule == "file":
+        return (f"{where}: {order.said} lists {count} classes, but dataset.imagefolder.num_classes is "
+                f"{num_classes}: set num_classes: {count}, or list all {num_classes} class names in label order "
+                "in that file")
+    imagenet = " (for ImageNet-1k wnid folders: class_names: imagenet)" if num_classes == 1000 else ""
+    return (f"{where} has {count} class folders, labelled 0..{count - 1} in sorted order ({order.said}), but "
+            f"dataset.imagefolder.num_classes is {num_classes}: set num_classes: {count} for a model trained on "
+            f"these classes, or class_names_file: a file of all {num_classes} class names, one per line in label "
+            f"order, so the folders keep their model's indices{imagenet}")
