@@ -8,7 +8,7 @@ from torch import nn
 
 from robustxai.attribution import make_method
 from robustxai.metrics import METRICS, MetricBatch, degenerate_maps, make_metric
-from robustxai.metrics.causal import blurred_start, curve_auc, normalisation_mean
+from robustxai.metrics.causal import blurred_start, curve_auc, normalisation_mean, rise_kernel
 from robustxai.metrics.localisation import component_box, largest_component_boxes
 from robustxai.metrics.sanity import cascade_blocks, map_similarities
 from robustxai.models import build_classifier
@@ -231,6 +231,84 @@ def test_insertion_and_deletion_match_the_unbatched_reference():
         assert insertion[i].item() == pytest.approx(expected_ins, abs=1e-4)
         assert fast_deletion[i].item() == pytest.approx(expected_del, abs=1e-4)
         assert fast_insertion[i].item() == pytest.approx(expected_ins, abs=1e-4)
+
+
+def rise_gkern(klen, nsig):
+    """RISE's gkern (eclique/RISE evaluation.py): a delta filtered by scipy's gaussian_filter, as a
+    (3, 3, klen, klen) conv2d weight acting on each channel alone."""
+    from scipy.ndimage import gaussian_filter
+
+    inp = np.zeros((klen, klen))
+    inp[klen // 2, klen // 2] = 1
+    k = gaussian_filter(inp, nsig)
+    kern = np.zeros((3, 3, klen, klen))
+    kern[0, 0] = k
+    kern[1, 1] = k
+    kern[2, 2] = k
+    return torch.from_numpy(kern.astype("float32"))
+
+
+def rise_insertion(model, img_tensor, explanation, step, klen=11, nsig=5):
+    """RISE's CausalMetric('ins', step, blur).single_run on the CPU (eclique/RISE evaluation.py, HW
+    taken from the image): ``model`` ends in a softmax and takes normalised images, as in RISE's
+    notebook; returns the AUC of its scores, RISE's ``auc``."""
+    kern = rise_gkern(klen, nsig)
+    blur = lambda x: nn.functional.conv2d(x, kern, padding=klen // 2)  # noqa: E731 (as RISE writes it)
+    hw = img_tensor.shape[2] * img_tensor.shape[3]
+    with torch.no_grad():
+        pred = model(img_tensor)
+        c = torch.max(pred, 1)[1].numpy()[0]
+        n_steps = (hw + step - 1) // step
+        start, finish = blur(img_tensor), img_tensor.clone()
+        scores = np.empty(n_steps + 1)
+        salient_order = np.flip(np.argsort(explanation.reshape(-1, hw), axis=1), axis=-1)
+        for i in range(n_steps + 1):
+            scores[i] = model(start)[0, c]
+            if i < n_steps:
+                coords = salient_order[:, step * i:step * (i + 1)]
+                start.numpy().reshape(1, 3, hw)[0, :, coords] = finish.numpy().reshape(1, 3, hw)[0, :, coords]
+    return (scores.sum() - scores[0] / 2 - scores[-1] / 2) / (scores.shape[0] - 1)
+
+
+@pytest.mark.parametrize("size, sigma", [(11, 5), (11, 2.5), (5, 1), (21, 10)])
+def test_rise_kernel_is_rise_gkern(size, sigma):
+    assert torch.allclose(rise_kernel(size, sigma), rise_gkern(size, sigma)[0, 0], rtol=0, atol=1e-7)
+
+
+def test_insertion_equals_rise_reference_code():
+    torch.manual_seed(1)
+    model = build_classifier("cifar_resnet_tiny", 10, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3)).eval()
+    rise_model = nn.Sequential(model.net, nn.Softmax(dim=1)).eval()  # RISE's models take normalised images
+    images, maps = torch.rand(3, 3, 32, 32), torch.rand(3, 32, 32)  # no ties in the maps
+    with torch.no_grad():
+        targets = model(images).argmax(1)
+    batch = MetricBatch(images, maps, targets, torch.zeros(3, 4, dtype=torch.long))
+    # RISE's step of 40 pixels: (1024 + 39) // 40 = 26 steps, the last one 24 pixels; 26 steps here
+    values = make_metric("insertion", steps=26, batch_size=20)(model, batch)
+    for i in range(3):
+        with torch.no_grad():
+            normalised = model.normalize(images[i:i + 1])
+        expected = rise_insertion(rise_model, normalised, maps[i].numpy(), step=40)
+        assert values["insertion"][i].item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_insertion_flags_a_blurred_start_more_confident_than_the_clean_image():
+    region = torch.zeros(16, 16)
+    region[6:10, 6:10] = 1
+    model = RegionMean(region)
+    images = torch.stack([1 - region, region]).unsqueeze(1).expand(2, 3, 16, 16).clone()
+    # image 0: a dark region in a bright image, which the blur brightens (class 0 gains); image 1 the reverse
+    batch = MetricBatch(images, torch.rand(2, 16, 16), torch.tensor([0, 0]), torch.zeros(2, 4, dtype=torch.long))
+    values = make_metric("insertion", steps=8, batch_size=9)(model, batch)
+    assert values["insertion_start_above_clean"].tolist() == [1.0, 0.0]
+    assert values["insertion_start"][0] > values["insertion_end"][0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("setting, message", [({"blur_size": 10}, "blur_size must be an odd integer >= 1, got 10"),
+                                              ({"blur_sigma": 0}, "blur_sigma must be > 0, got 0")])
+def test_insertion_blur_settings_are_checked(setting, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make_metric("insertion", **setting)
 
 
 def test_causal_metric_inputs_are_stored_like_the_model():

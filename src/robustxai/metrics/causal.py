@@ -4,9 +4,9 @@ Pixels are ranked by the map (``robustxai.metrics.ranking.rank_pixels``: the sig
 index order, unless the ``reduction`` / ``tie_break_seed`` settings say otherwise). Deletion starts from the image and replaces
 ``ceil(H W / steps)`` pixels per step, most salient first, with a substrate (the model's
 normalisation mean, i.e. zero in normalised space, by default); insertion starts from a blurred copy
-(Gaussian kernel 11, sigma 5, zero padding in normalised space) and puts the image's pixels back in
-the same order. The score after each step is the softmax probability of the class predicted on the
-clean image; the AUC is the trapezoid rule on [0, 1]: (sum - s_0 / 2 - s_n / 2) / n.
+(RISE's own kernel, ``gkern(11, 5)``: see ``rise_kernel``; zero padding in normalised space) and puts
+the image's pixels back in the same order. The score after each step is the softmax probability of
+the class predicted on the clean image; the AUC is the trapezoid rule on [0, 1]: (sum - s_0 / 2 - s_n / 2) / n.
 All (image, step) inputs go through the model ``batch_size`` at a time; "auto" (the default) uses
 the fastest forward batch size measured on the model and device (``robustxai.tuning``).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,11 +41,29 @@ def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
+def rise_kernel(size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """(size, size) float32: RISE's ``gkern(size, sigma)`` (eclique/RISE evaluation.py), a centred delta
+    filtered by ``scipy.ndimage.gaussian_filter(delta, sigma)``: the 1-D Gaussian truncated at 4 sigma,
+    normalised, run along each axis with 'reflect' edges, so the tails that pass the kernel's edge
+    fold back in and the kernel is flatter than a sampled ``size`` x ``size`` Gaussian. Built here
+    with numpy, the same as scipy's to float rounding (tested), without importing scipy."""
+    radius = int(4.0 * sigma + 0.5)  # scipy's truncate=4.0
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 / sigma ** 2 * offsets ** 2)
+    weights /= weights.sum()
+    delta = np.zeros(size)
+    delta[size // 2] = 1.0
+    # numpy's "symmetric" padding is scipy's "reflect" (d c b a | a b c d | d c b a), repeated as needed
+    line = np.correlate(np.pad(delta, radius, mode="symmetric"), weights, mode="valid")
+    return torch.from_numpy(np.outer(line, line).astype(np.float32))
+
+
 def blurred_start(images: torch.Tensor, mean: torch.Tensor, size: int = 11, sigma: float = 5.0) -> torch.Tensor:
-    """RISE's insertion start: each channel of (images - mean) convolved with a ``size`` x ``size``
-    Gaussian with zero padding, plus mean (so padding is the mean colour, as in normalised space)."""
+    """RISE's insertion start: each channel of (images - mean) convolved with ``rise_kernel(size,
+    sigma)`` with zero padding (``size // 2``), plus mean (so padding is the mean colour, as RISE's zero
+    padding of normalised images is)."""
     c = images.shape[1]
-    kernel = gaussian_kernel(size, sigma).to(images)[None, None].expand(c, 1, size, size)
+    kernel = rise_kernel(size, sigma).to(images)[None, None].expand(c, 1, size, size)
     centre = mean.to(images).view(1, c, 1, 1)
     return F.conv2d(images - centre, kernel, padding=size // 2, groups=c) + centre
 
@@ -93,6 +112,10 @@ class _CausalMetric(Metric):
         self.ranking = RankingPolicy("pixel", reduction, tie_break_seed)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if not (isinstance(blur_size, int) and blur_size >= 1 and blur_size % 2 == 1):
+            raise ValueError(f"blur_size must be an odd integer >= 1, got {blur_size!r}")
+        if not blur_sigma > 0:
+            raise ValueError(f"blur_sigma must be > 0, got {blur_sigma!r}")
         if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
         self.steps, self.batch_size, self.blur_size, self.blur_sigma = steps, batch_size, blur_size, blur_sigma
@@ -124,7 +147,11 @@ class Deletion(_CausalMetric):
 
 
 class Insertion(_CausalMetric):
-    """Insertion AUC (higher = better): salient pixels first are put back into a blurred copy."""
+    """Insertion AUC (higher = better): salient pixels first are put back into a blurred copy (RISE's
+    ``gkern(blur_size, blur_sigma)``). ``insertion_start_above_clean`` is 1.0 where the model is more
+    confident of the class on the blurred start than on the clean image (``insertion_start`` >
+    ``insertion_end``): the curve then falls as pixels come back, and its AUC says more about the blur
+    than about the map."""
 
     higher_is_better = {"insertion": True}
 
@@ -133,3 +160,8 @@ class Insertion(_CausalMetric):
     def endpoints(self, model, images):
         mean = normalisation_mean(model, images.shape[1])
         return blurred_start(images, mean, self.blur_size, self.blur_sigma), images
+
+    def __call__(self, model, batch: MetricBatch):
+        values = super().__call__(model, batch)
+        values["insertion_start_above_clean"] = (values["insertion_start"] > values["insertion_end"]).float()
+        return values
