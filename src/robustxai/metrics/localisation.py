@@ -30,8 +30,9 @@ def check_rescale(rescale: str) -> str:
 
 
 def maps_and_range(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, H, W) maps cleaned by ``finite_maps`` (float32, NaN and +-inf -> 0) and each map's (N,)
-    minimum and maximum (``amin`` and ``amax``: on CPU both together take a fiftieth of ``aminmax``)."""
+    """(N, H, W) maps cleaned by ``finite_maps`` (float32, NaN and +-inf -> 0; always a new tensor,
+    which callers may change in place) and each map's (N,) minimum and maximum (``amin`` and ``amax``:
+    on CPU both together take a fiftieth of ``aminmax``)."""
     maps = finite_maps(maps)
     flat = maps.flatten(1)
     return maps, flat.amin(1), flat.amax(1)
@@ -101,7 +102,7 @@ class EnergyInBox(BoxMetric):
         n, h, w = batch.maps.shape
         maps, low, _ = maps_and_range(batch.maps)
         # min-max: the division by (max - min) cancels in the share, so only the minimum is taken off
-        mass = maps - low.view(n, 1, 1) if self.rescale == "minmax" else maps.clamp_min(0)
+        mass = maps.sub_(low.view(n, 1, 1)) if self.rescale == "minmax" else maps.clamp_min_(0)
         rows, cols = box_spans(batch.boxes, h, w)
         # one pass over the maps: row sums inside the box's rows and over all rows, (N, 2, W)
         sums = torch.bmm(torch.stack([rows, torch.ones_like(rows)], 1), mass)
@@ -179,7 +180,7 @@ class BoxIoU(BoxMetric):
         maps, low, high = maps_and_range(maps)
         low, high = low.view(-1, 1, 1), high.view(-1, 1, 1)
         if self.rescale == "minmax":  # a constant map divides 0 by 0: NaN, no pixel kept
-            return (maps - low) / (high - low) >= self.threshold
+            return maps.sub_(low).div_(high - low) >= self.threshold
         return (maps >= self.threshold * high) & (high > 0)
 
     def score(self, batch: MetricBatch):
