@@ -8,9 +8,10 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jsonschema
-import yaml
+if TYPE_CHECKING:  # jsonschema and yaml load where a config is read or checked, not with every job
+    import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -29,6 +30,9 @@ class ConfigError(ValueError):
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Check ``config`` against the schema; raise ConfigError naming the offending key and path."""
+    import jsonschema
+    import yaml
+
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
@@ -65,6 +69,8 @@ def check_names(config: dict) -> None:
 
 def load_config(path: str | Path) -> dict:
     """Read and validate a YAML config file."""
+    import yaml
+
     return validate_config(yaml.safe_load(Path(path).read_text()) or {})
 
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import timm
 import torch
 from torch import nn
 
-import robustxai.models.architectures  # noqa: F401  (registers the cifar_* architectures in timm)
 from robustxai.models.explainer import build_branch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,6 +77,10 @@ def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGEN
     works offline); the wrapper then uses the weights' own mean and std. ``explainer`` (the full
     settings of ``robustxai.models.explainer.branch_settings``) adds an explainer branch.
     """
+    import timm  # here, not at the top: timm (and torchvision) take seconds to import; only model builders pay
+
+    import robustxai.models.architectures  # noqa: F401  (registers the cifar_* architectures in timm)
+
     if arch not in timm.list_models():
         raise ValueError(f"unknown architecture '{arch}': not a timm model name "
                          f"(ours: {', '.join(timm.list_models('cifar_*'))})")

@@ -5,9 +5,9 @@ import json
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -19,6 +19,9 @@ from robustxai.data.splits import load_split
 from robustxai.metrics import MetricBatch, degenerate_maps, make_metric, metric_class
 from robustxai.metrics.base import has_box
 from robustxai.provenance import provenance
+
+if TYPE_CHECKING:  # pandas (and the pyarrow it loads) is imported where a table is made: not by importing a job
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
                 columns.setdefault(name, []).append(values.detach().float().cpu().numpy())
             bar.update(len(batch.maps))
     wall = time.time() - started
+    import pandas as pd
+
     table = pd.DataFrame({
         "image": index, "target": data["target"], "predicted": data["predicted"],
         "confidence": data["probs"][np.arange(len(index)), data["target"]],

@@ -1,0 +1,36 @@
+"""Cheap jobs stay cheap to start: importing an attribute or metric job's entry points loads none of
+the heavy packages it does not need to import (timm loads when a model is built, pandas when a table
+is made, scipy and scikit-image with the metric or method that uses them). Timings: benchmarks/job_imports.py."""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAZY = ("timm", "torchvision", "scipy", "skimage", "pandas", "pyarrow", "matplotlib", "sklearn", "jsonschema",
+        "yaml", "snakemake")
+
+
+def script_imports(name: str) -> str:
+    """The import statements of ``workflow/scripts/<name>`` (Snakemake injects ``snakemake``, not imports it)."""
+    tree = ast.parse((ROOT / "workflow" / "scripts" / name).read_text())
+    return "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
+@pytest.mark.parametrize("statement", [
+    "import robustxai.pipeline.attribute",
+    "import robustxai.pipeline.metrics",
+    "import robustxai.workflow_io",
+    script_imports("attribute_shard.py"),
+    script_imports("metric.py"),
+], ids=["pipeline.attribute", "pipeline.metrics", "workflow_io", "attribute_shard.py", "metric.py"])
+def test_job_entry_points_leave_heavy_packages_unimported(statement):
+    code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "torch" in loaded  # the statement ran
+    assert not loaded & set(LAZY), f"{statement!r} imports {sorted(loaded & set(LAZY))}"
