@@ -141,6 +141,18 @@ def test_rescale_must_be_minmax_or_none():
             make_metric(name, rescale="max")
 
 
+def test_box_metrics_leave_the_thread_count_as_it_was():
+    batch = floor_and_block()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for name in ("pointing_game", "energy_in_box", "box_iou"):
+            make_metric(name)(None, batch)
+            assert torch.get_num_threads() == 2, name
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_batched_components_are_those_of_each_image_alone():
     from scipy import ndimage
 
