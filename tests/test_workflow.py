@@ -391,6 +391,31 @@ def test_real_scale_configs_dry_run_clean(tmp_path, config_name):
                            + (["box_iou"] if config_name == "configs/imagenet.yaml" else []))  # CIFAR-10 has no boxes
 
 
+def test_memory_requests_of_attribute_and_metric_jobs_scale_with_the_image_size(tmp_path):
+    from robustxai.pipeline.resources import attribute_mem_mb, metric_mem_mb
+
+    config = yaml.safe_load(SMOKE.read_text())
+    config["dataset"]["image_size"] = 224
+    path = tmp_path / "large.yaml"
+    path.write_text(yaml.safe_dump(config))
+    planned = snakemake(tmp_path, "-n", config=path).stdout
+    requests = {}  # (rule, wildcards) -> mem_mb, from the plan's job blocks
+    for block in re.split(r"\n(?=rule \w+:)", planned):
+        wildcards = re.search(r"wildcards: (.*)", block)
+        mem = re.search(r"resources: .*\bmem_mb=(\d+)", block)
+        if block.startswith(("rule attribute:", "rule metric:")) and wildcards and mem:
+            requests[block.split(":")[0][5:], wildcards.group(1)] = int(mem.group(1))
+    attribution = config["attribution"]
+    gradient = attribute_mem_mb(224, attribution["images_per_batch"], attribution["images_per_shard"])
+    assert gradient > 4000
+    assert requests["attribute", "split=test, model=vgg-vanilla, method=gradient, shard=0"] == gradient
+    assert requests["attribute", "split=test, model=vgg-vanilla, method=rise, shard=0"] == attribute_mem_mb(
+        224, attribution["images_per_batch"], attribution["images_per_shard"], pass_kind="forward")
+    scored = attribution["shards"] * attribution["images_per_shard"]
+    assert requests["metric", "model=vgg-vanilla, method=gradcam, metric=pointing_game"] == metric_mem_mb(224, scored, None)
+    assert requests["metric", "model=vgg-vanilla, method=gradcam, metric=insertion"] == metric_mem_mb(224, scored, "gradient")
+
+
 def slurm_batching_arguments():
     """The ``--groups``/``--group-components`` arguments equivalent to profiles/slurm's batching."""
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())

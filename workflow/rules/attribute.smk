@@ -29,7 +29,7 @@ rule attribute:
     threads: job_resources("attribute", "threads", 1)
     resources:
         gpu=job_resources("attribute", "gpu", 1),
-        mem_mb=job_resources("attribute", "mem_mb", 4000),
+        mem_mb=attribute_mem_mb,  # scales with image size and batch (robustxai.pipeline.resources)
         runtime=job_resources("attribute", "runtime", 60),
     conda:
         ENV

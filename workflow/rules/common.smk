@@ -13,6 +13,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 from robustxai.data.kinds import dataset_kind
+from robustxai.pipeline import resources as job_memory
 from robustxai.config import (
     METRIC_SELECTION_KEYS,
     all_split_names,
@@ -148,6 +149,34 @@ def gpu_usage_file(name):
 def job_resources(stage, key, default):
     """A resource of a stage's jobs from config 'resources', e.g. job_resources('train', 'mem_mb', 4000)."""
     return config.get("resources", {}).get(stage, {}).get(key, default)
+
+
+def attribute_mem_mb(wildcards):
+    """mem_mb of an attribute job: the config's resources.attribute.mem_mb, else an estimate from the
+    image size, the job's images per shard and per batch and its method's batch size and pass kind
+    (robustxai.pipeline.resources)."""
+    from robustxai.attribution import method_class
+    from robustxai.config import method_name
+
+    job = attribution_job(wildcards)
+    pass_kind = method_class(method_name(job["method"], job["settings"])).pass_kind
+    return job_resources("attribute", "mem_mb", None) or job_memory.attribute_mem_mb(
+        DATASET["image_size"], job["images_per_batch"], job["images_per_shard"],
+        job["settings"].get("batch_size", "auto"), pass_kind)
+
+
+def metric_mem_mb(wildcards):
+    """mem_mb of a metric job: the config's resources.metrics.mem_mb, else an estimate from the image
+    size, the images it scores and, for a metric that runs the model, its pass kind (a metric class may
+    declare pass_kind; gradient, the larger, otherwise) and batch size (robustxai.pipeline.resources)."""
+    cls = registered_metric(wildcards)
+    job = ATTRIBUTION_JOBS[f"{ATTRIBUTION['split']}/{wildcards.method}"]
+    images = job["shards"] * job["images_per_shard"]
+    cap = METRICS[wildcards.metric].get("images")
+    return job_resources("metrics", "mem_mb", None) or job_memory.metric_mem_mb(
+        DATASET["image_size"], min(images, cap) if cap else images,
+        getattr(cls, "pass_kind", "gradient") if cls.needs_model else None,
+        METRICS[wildcards.metric].get("batch_size", "auto"))
 
 
 def attribution_outputs():

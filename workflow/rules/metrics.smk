@@ -26,7 +26,7 @@ if METRICS is not None:
         threads: job_resources("metrics", "threads", 1)
         resources:
             gpu=metric_gpus,
-            mem_mb=job_resources("metrics", "mem_mb", 4000),
+            mem_mb=metric_mem_mb,  # scales with image size and images (robustxai.pipeline.resources)
             runtime=job_resources("metrics", "runtime", 60),
         conda:
             ENV

@@ -4,7 +4,8 @@ from robustxai.workflow_io import job_logging
 
 snakemake = globals()["snakemake"]
 params = snakemake.params
-with job_logging(snakemake.log[0], snakemake.threads, snakemake.params.gpu_usage):
+with job_logging(snakemake.log[0], snakemake.threads, snakemake.params.gpu_usage,
+                 snakemake.resources.mem_mb):
     attribute_shard_job(snakemake.input.checkpoint, snakemake.input.split, snakemake.wildcards.method,
                         params.settings, int(snakemake.wildcards.shard), params.images_per_shard,
                         params.images_per_batch, snakemake.output[0], target=params.target, dtype=params.dtype,
