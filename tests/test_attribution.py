@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +13,6 @@ from robustxai.attribution.cam import find_feature_layer
 from robustxai.attribution.lime import superpixels, weighted_ridge
 from robustxai.attribution.meaningful import blur, total_variation
 from robustxai.attribution.perturbation import rise_masks
-from robustxai.tuning import CANDIDATES, LAYOUTS, adopt_fastest_layout, fastest_batch_size
 from robustxai.models import build_classifier
 
 
@@ -383,70 +380,3 @@ def test_total_variation_and_blur_by_hand():
     step[..., 4:] = 1
     smooth = blur(step.expand(1, 1, 9, 9), 1.0)[0, 0, 4]
     assert 0 < smooth[3] < 0.5 < smooth[4] < 1  # the edge is spread over neighbours
-
-
-class Sleeper(nn.Module):
-    """A model whose pass over a batch of b images takes fixed + per_image * b^power seconds."""
-
-    def __init__(self, fixed, per_image, power=1):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-        self.fixed, self.per_image, self.power = fixed, per_image, power
-
-    def forward(self, x):
-        time.sleep(self.fixed + self.per_image * len(x) ** self.power)
-        return self.scale * x.flatten(1)[:, :2]
-
-
-def test_fastest_batch_size_follows_the_measured_cost():
-    device = torch.device("cpu")
-    overhead_bound = Sleeper(fixed=0.02, per_image=1e-5)  # per-image time falls with the batch size
-    assert fastest_batch_size(overhead_bound, (1, 2, 2), "forward", device, candidates=(1, 4, 16)) == 16
-    superlinear = Sleeper(fixed=0.0, per_image=1e-3, power=2)  # per-image time grows with the batch size
-    assert fastest_batch_size(superlinear, (1, 2, 2), "gradient", device, candidates=(1, 4, 16)) == 1
-    # seconds per image 4e-3, 1e-2 (a blip), 1e-3, 2e-3, 2e-3, 2e-3
-    blip_at_4 = BatchSleeper({1: 0.004, 4: 0.04, 16: 0.016, 64: 0.128, 256: 0.512, 1024: 2.048})
-    assert fastest_batch_size(blip_at_4, (1, 2, 2), "forward", device, candidates=(1, 4, 16, 64, 256, 1024)) == 16
-    assert blip_at_4.sizes_run == [1, 4, 16, 64, 256]  # stopped after two sizes in a row slower than the best
-    with pytest.raises(ValueError, match="kind must be"):
-        fastest_batch_size(superlinear, (1, 2, 2), "backward", device)
-
-
-class BatchSleeper(nn.Module):
-    """Forward sleeps ``seconds[batch size]``; records the batch sizes it was run with."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds, self.sizes_run = seconds, []
-
-    def forward(self, x):
-        if len(x) not in self.sizes_run:
-            self.sizes_run.append(len(x))
-        time.sleep(self.seconds[len(x)])
-        return x.flatten(1)[:, :2]
-
-
-def test_adopted_layout_is_applied_and_keeps_the_outputs():
-    torch.manual_seed(0)
-    model = build_classifier("cifar_resnet_tiny", 10).eval()
-    images = torch.rand(4, 3, 32, 32)
-    with torch.no_grad():
-        before = model(images)
-    layout = adopt_fastest_layout(model, (3, 32, 32), "gradient", torch.device("cpu"), batch_size=8)
-    assert layout in LAYOUTS
-    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=LAYOUTS[layout])
-    with torch.no_grad():
-        assert torch.allclose(model(images), before, atol=1e-5)
-    with pytest.raises(ValueError, match="kind must be"):
-        adopt_fastest_layout(model, (3, 32, 32), "backward", torch.device("cpu"))
-
-
-def test_auto_batch_size_is_resolved_once_and_keeps_the_maps(cnn):
-    model, images, targets = cnn
-    method = make_method("smoothgrad", samples=4, batch_size="auto")
-    maps = method.explain(model, images, targets)
-    assert method.batch_size in CANDIDATES
-    assert torch.allclose(maps, make_method("smoothgrad", samples=4).explain(model, images, targets), atol=1e-6)
-    with pytest.raises(ValueError, match="batch_size must be"):
-        make_method("gradient", batch_size=0)

@@ -179,8 +179,17 @@ def test_an_unknown_top_level_key_lists_the_allowed_ones_only(config):
         validate_config(config)
     assert str(raised.value) == ("invalid configuration:\n  config: unknown key(s) ['metric']; allowed: ['aggregation', "
                                  "'alignment', 'attack', 'attribution', 'dataset', 'evaluation', 'latency', "
-                                 "'metrics', 'models', 'resources', 'results', 'roar', 'training', "
+                                 "'metrics', 'models', 'resources', 'results', 'roar', 'training', 'tuning', "
                                  "'weights_lock']")
+
+
+def test_tuning_takes_auto_or_off_including_yaml_s_bare_off(config):
+    config.update(yaml.safe_load("tuning: off"))  # YAML 1.1 reads a bare off as false
+    assert config["tuning"] is False
+    validate_config(config)
+    config["tuning"] = "fast"
+    with pytest.raises(ConfigError, match="tuning"):
+        validate_config(config)
 
 
 # 3. nothing is downloaded without a checksum

@@ -578,6 +578,36 @@ def test_a_job_killed_mid_shard_leaves_no_shard_and_a_rerun_gives_the_same_maps(
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
 
 
+def test_tuning_off_reruns_give_bit_identical_shards_and_metric_tables_under_load(smoke_run, tmp_path):
+    """The smoke config sets ``tuning: off``: rerunning its jobs while two busy processes load the CPU
+    gives the same bits (maps, predictions, metric values) as the first run, and both record the mode."""
+    from robustxai.attribution.shards import read_shard
+    from robustxai.integrity import read_table
+
+    workdir = tmp_path / "rerun"
+    shutil.copytree(smoke_run, workdir, ignore=shutil.ignore_patterns("logs", "benchmarks", "report.html"))
+    attributions = Path("results/attributions/builtin/test/vgg-vanilla")
+    shards = [attributions / method / "shard-0.h5" for method in ("gradcam", "rise", "smoothgrad_of_robust", "lime")]
+    tables = [path.relative_to(workdir) for path in sorted((workdir / "results" / "metrics").rglob("*.parquet"))
+              if "vgg-vanilla" in path.parts and path.stem in ("insertion", "deletion", "energy_in_box")]
+    assert len(tables) >= 4
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        snakemake(workdir, "--force", *map(str, shards + tables))
+    finally:
+        for burner in burners:
+            burner.kill()
+    for path in shards:
+        before, after = read_shard(smoke_run / path), read_shard(workdir / path)
+        assert before.attrs["tuning"] == after.attrs["tuning"] == "off", path
+        assert after.attrs["memory_layout"] == "contiguous", path
+        assert np.array_equal(after.maps, before.maps) and np.array_equal(after.probs, before.probs), path
+        assert (workdir / path).stat().st_mtime > (smoke_run / path).stat().st_mtime  # it did run again
+    for path in tables:
+        before, after = read_table(smoke_run / path), read_table(workdir / path)
+        pd.testing.assert_frame_equal(after, before, check_exact=True, obj=str(path))
+
+
 def assert_same_results(ours, reference):
     """Every shard, table, checkpoint, split, evaluation and CSV under ``reference`` has its twin under
     ``ours``, numbers within 1e-5 (a rerun may tune another batch size, which only changes rounding) but

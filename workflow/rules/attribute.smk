@@ -22,6 +22,8 @@ rule attribute:
         dtype=lambda wildcards: attribution_job(wildcards)["dtype"],
         needed=lambda wildcards: list(needed_checkpoints(wildcards)),
         gpu_usage=gpu_usage_file("attribute/{split}/{model}/{method}/shard-{shard}"),
+        tuning=TUNING,
+        tuning_cache=TUNING_CACHE,
     log:
         f"{R}/logs/attribute/{{split}}/{{model}}/{{method}}/shard-{{shard}}.log",
     benchmark:

@@ -47,6 +47,8 @@ check_imported_models(config)
 
 
 R = config["results"]
+TUNING = "off" if config["tuning"] in ("off", False) else "auto"  # YAML reads a bare `off` as false
+TUNING_CACHE = f"{R}/.tuning"
 DATASET = canonical(config["dataset"])
 SPLITS = split_names(DATASET)
 MODELS = list(config["models"])

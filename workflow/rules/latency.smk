@@ -22,6 +22,8 @@ if LATENCY is not None:
             repeats=LATENCY["repeats"],
             images=LATENCY["images"],
             gpu_usage=gpu_usage_file("latency/{model}"),
+            tuning=TUNING,
+            tuning_cache=TUNING_CACHE,
         log:
             f"{R}/logs/latency/{{model}}.log",
         benchmark:

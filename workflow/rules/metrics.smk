@@ -19,6 +19,8 @@ if METRICS is not None:
             settings=metric_settings,
             method_settings=metric_method_settings,
             gpu_usage=gpu_usage_file("metrics/{model}/{method}/{metric}"),
+            tuning=TUNING,
+            tuning_cache=TUNING_CACHE,
         log:
             f"{R}/logs/metrics/{{model}}/{{method}}/{{metric}}.log",
         benchmark:

@@ -40,11 +40,22 @@ class AttributionMethod:
 
     def explain(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Maps (N, H, W) for ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64."""
-        if self.batch_size == "auto":
-            from robustxai.tuning import fastest_batch_size
-
-            self.batch_size = fastest_batch_size(model, tuple(images.shape[1:]), self.pass_kind, images.device)
+        self.tune(model, tuple(images.shape[1:]), images.device, len(images))
         return self.compute(model, images, targets)
+
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        """How many model inputs (passes of ``pass_kind``) the method runs per image (C, H, W) =
+        ``image_shape``: path points, noisy copies, perturbations; what its batch size is tuned for."""
+        return 1
+
+    def tune(self, model: nn.Module, image_shape: tuple[int, ...], device: torch.device, images: int) -> None:
+        """Resolve ``batch_size="auto"`` for a job that explains ``images`` images (C, H, W) =
+        ``image_shape`` (``robustxai.tuning.tuned_batch_size``); a no-op for an integer batch size."""
+        if self.batch_size == "auto":
+            from robustxai.tuning import tuned_batch_size
+
+            self.batch_size = tuned_batch_size(model, image_shape, self.pass_kind, device,
+                                               expected_inputs=images * self.inputs_per_image(image_shape))
 
     def compute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The method itself: ``explain`` with an integer ``batch_size``."""
@@ -105,3 +116,27 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         (grads[start:start + batch_size],) = torch.autograd.grad(
             target_logits(model, chunk, targets[start:start + batch_size]).sum(), chunk)
     return grads
+
+
+def summed_input_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, per_image: int,
+                           make_inputs, batch_size: int, weigh=None) -> torch.Tensor:
+    """Per image, the sum over its ``per_image`` model inputs of d logit_target / d input, (N, C, H, W).
+
+    Inputs are built ``batch_size`` at a time, never all at once: ``make_inputs(rows, draws)`` returns
+    the (M, C, H, W) inputs of image ``rows[m]``'s draw ``draws[m]`` (both (M,) int64, image-major), and
+    ``weigh(gradients, rows, draws)``, if given, scales each input's gradient before the sum. Memory is
+    that of one batch plus the (N, C, H, W) result, whatever ``per_image`` is (IG's path points,
+    SmoothGrad's noisy copies)."""
+    total = torch.zeros_like(images)
+    count = len(images) * per_image
+    for start in range(0, count, batch_size):
+        flat = torch.arange(start, min(start + batch_size, count), device=images.device)
+        rows, draws = flat // per_image, flat % per_image
+        chunk = make_inputs(rows, draws).detach().requires_grad_(True)
+        (grads,) = torch.autograd.grad(target_logits(model, chunk, targets[rows]).sum(), chunk)
+        if weigh is not None:
+            grads = weigh(grads, rows, draws)
+        image_rows, counts = torch.unique_consecutive(rows, return_counts=True)
+        for row, part in zip(image_rows.tolist(), grads.split(counts.tolist())):
+            total[row] += part.sum(0)
+    return total

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from robustxai.attribution.base import AttributionMethod, input_gradients
+from robustxai.attribution.base import AttributionMethod, input_gradients, summed_input_gradients
 
 BASELINES = ("black", "white", "grey", "noise")
 
@@ -64,18 +64,22 @@ class IntegratedGradients(AttributionMethod):
             raise ValueError(f"unknown baseline '{baseline}', expected one of {BASELINES}")
         self.steps, self.baseline, self.trials, self.seed = steps, baseline, trials, seed
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        return (self.steps + 1) * (self.trials if self.baseline == "noise" else 1)
+
     def attribute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                   baseline: torch.Tensor) -> torch.Tensor:
-        """Per-channel IG (N, C, H, W) against a given baseline (N, C, H, W)."""
+        """Per-channel IG (N, C, H, W) against a given baseline (N, C, H, W); the path points are built
+        one batch at a time (``summed_input_gradients``)."""
         alphas = torch.linspace(0, 1, self.steps + 1, device=images.device, dtype=images.dtype)
         weights = torch.full_like(alphas, 1.0 / self.steps)
         weights[[0, -1]] /= 2
-        n, k = len(images), len(alphas)
-        # All path points of all images, image-major, so each image's points are contiguous.
-        path = baseline[:, None] + alphas.view(1, k, 1, 1, 1) * (images - baseline)[:, None]
-        grads = input_gradients(model, path.flatten(0, 1), targets.repeat_interleave(k), self.batch_size)
-        average = (grads.view(n, k, *images.shape[1:]) * weights.view(1, k, 1, 1, 1)).sum(1)
-        return (images - baseline) * average
+        difference = images - baseline
+        average = summed_input_gradients(
+            model, images, targets, len(alphas),
+            lambda rows, draws: baseline[rows] + alphas[draws].view(-1, 1, 1, 1) * difference[rows],
+            self.batch_size, weigh=lambda grads, rows, draws: grads * weights[draws].view(-1, 1, 1, 1))
+        return difference * average
 
     def compute(self, model, images, targets):
         generator = torch.Generator().manual_seed(self.seed)
@@ -96,15 +100,20 @@ class SmoothGrad(AttributionMethod):
         super().__init__(batch_size)
         self.samples, self.noise, self.seed = samples, noise, seed
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        return self.samples
+
     def channel_attributions(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The averaged gradients per channel (N, C, H, W), before the channel rule."""
+        """The averaged gradients per channel (N, C, H, W), before the channel rule; the noisy copies are
+        built one batch at a time (``summed_input_gradients``)."""
         generator = torch.Generator().manual_seed(self.seed)
         n, s = len(images), self.samples
-        spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(n, 1, 1, 1, 1)
-        noise = torch.randn((1, s, *images.shape[1:]), generator=generator, dtype=images.dtype).to(images.device)
-        noisy = (images[:, None] + noise * self.noise * spread).flatten(0, 1)
-        grads = input_gradients(model, noisy, targets.repeat_interleave(s), self.batch_size)
-        return grads.view(n, s, *images.shape[1:]).mean(1)
+        spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(n, 1, 1, 1) * self.noise
+        noise = torch.randn((s, *images.shape[1:]), generator=generator, dtype=images.dtype).to(images.device)
+        total = summed_input_gradients(model, images, targets, s,
+                                       lambda rows, draws: images[rows] + noise[draws] * spread[rows],
+                                       self.batch_size)
+        return total / s
 
     def compute(self, model, images, targets):
         return self.channel_attributions(model, images, targets).sum(1)
@@ -124,19 +133,23 @@ class GradientShap(AttributionMethod):
             raise ValueError(f"unknown baseline '{baseline}', expected one of {BASELINES}")
         self.samples, self.baseline, self.noise, self.seed = samples, baseline, noise, seed
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        return self.samples
+
     def compute(self, model, images, targets):
         generator = torch.Generator().manual_seed(self.seed)
-        n, s = len(images), self.samples
-        repeated = images.repeat_interleave(s, 0)
+        s = self.samples
         shape, options = (s, *images.shape[1:]), {"dtype": images.dtype}
-        # s draws of (baseline, alpha, noise), shared by every image: row k of image i uses draw k.
+        # s draws of (baseline, alpha, noise), shared by every image: input k of image i uses draw k.
         if self.baseline == "noise":
             baselines = torch.rand(shape, generator=generator, **options)
         else:
             baselines = make_baseline(torch.empty(shape, **options), self.baseline)
         alphas = torch.rand((s, 1, 1, 1), generator=generator, **options)
         noise = torch.randn(shape, generator=generator, **options) * self.noise
-        baselines, alphas, noise = (t.to(images.device).repeat(n, 1, 1, 1) for t in (baselines, alphas, noise))
-        points = baselines + alphas * (repeated + noise - baselines)
-        grads = input_gradients(model, points, targets.repeat_interleave(s), self.batch_size)
-        return (grads * (repeated - baselines)).view(n, s, *images.shape[1:]).mean(1).sum(1)
+        baselines, alphas, noise = (t.to(images.device) for t in (baselines, alphas, noise))
+        total = summed_input_gradients(
+            model, images, targets, s,
+            lambda rows, draws: baselines[draws] + alphas[draws] * (images[rows] + noise[draws] - baselines[draws]),
+            self.batch_size, weigh=lambda grads, rows, draws: grads * (images[rows] - baselines[draws]))
+        return (total / s).sum(1)

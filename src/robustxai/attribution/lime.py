@@ -63,6 +63,9 @@ class LIME(AttributionMethod):
         self.samples, self.segments, self.compactness, self.sigma = samples, segments, compactness, sigma
         self.kernel_width, self.alpha, self.fill, self.output, self.seed = kernel_width, alpha, fill, output, seed
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        return self.samples
+
     def draws(self, count: int) -> torch.Tensor:
         """(samples, count) float on/off matrix; row 0 is all ones (the unperturbed image). The draws
         are made ``4 x segments`` wide and cut to ``count`` columns, so every image with up to that

@@ -77,6 +77,9 @@ class MeaningfulPerturbation(AttributionMethod):
         self.iterations, self.lr, self.l1, self.tv, self.tv_beta = iterations, lr, l1, tv, tv_beta
         self.blur_sigma, self.jitter, self.mask_size, self.init, self.seed = blur_sigma, jitter, mask_size, init, seed
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        return self.iterations
+
     def blend(self, images: torch.Tensor, blurred: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """images * M + blurred * (1 - M), M = ``masks`` (N, 1, h, w) upsampled (nearest) to the images."""
         keep = F.interpolate(masks, size=images.shape[-2:], mode="nearest")

@@ -31,6 +31,11 @@ class Occlusion(AttributionMethod):
             raise ValueError(f"output must be one of {OUTPUTS}, got '{output}'")
         self.window, self.stride, self.fill, self.output = window, stride, fill, output
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        height, width = image_shape[-2:]
+        return (len(range(0, height - self.window + 1, self.stride)) * len(range(0, width - self.window + 1, self.stride))
+                + 1)
+
     def window_masks(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """(P, H, W) float masks, 1 inside each window position."""
         rows = range(0, height - self.window + 1, self.stride)
@@ -86,6 +91,9 @@ class RISE(AttributionMethod):
         super().__init__(batch_size)
         self.masks, self.cells, self.p_keep, self.seed = masks, cells, p_keep, seed
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        return self.masks
 
     def mask_set(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """The method's (N, H, W) masks for this image size (generated on first use)."""

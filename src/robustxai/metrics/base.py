@@ -74,6 +74,14 @@ class Metric:
         """Per-image values, column name -> (N,) tensor."""
         raise NotImplementedError
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        """How many model inputs the metric runs per image (what its job's tuning is sized by)."""
+        return 1
+
+    def tune(self, model: nn.Module, image_shape: tuple[int, ...], device: torch.device, images: int) -> None:
+        """Settle tunable settings (a batch size "auto") for a job that scores ``images`` images
+        (C, H, W) = ``image_shape`` on ``device``; a no-op for metrics without any."""
+
 
 def degenerate_maps(maps: torch.Tensor) -> torch.Tensor:
     """(N,) bool: the map holds a non-finite value or is constant."""

@@ -21,7 +21,7 @@ from torch import nn
 
 from robustxai.metrics.base import Metric, MetricBatch
 from robustxai.metrics.ranking import RankingPolicy, rank_pixels
-from robustxai.tuning import fastest_batch_size, model_memory_format
+from robustxai.tuning import model_memory_format, tuned_batch_size
 
 
 def normalisation_mean(model: nn.Module, channels: int) -> torch.Tensor:
@@ -124,11 +124,20 @@ class _CausalMetric(Metric):
         """(start, finish) images of the curve."""
         raise NotImplementedError
 
+    def inputs_per_image(self, image_shape: tuple[int, ...]) -> int:
+        return self.steps + 1
+
+    def tune(self, model: nn.Module, image_shape: tuple[int, ...], device: torch.device, images: int) -> None:
+        """Resolve ``batch_size="auto"`` for a job that scores ``images`` images ((steps + 1) forward
+        passes each; ``robustxai.tuning.tuned_batch_size``); a no-op for an integer batch size."""
+        if self.batch_size == "auto":
+            self.batch_size = tuned_batch_size(model, image_shape, "forward", device,
+                                               images * self.inputs_per_image(image_shape),
+                                               inputs_in_model_layout=self.inputs_in_model_layout)
+
     def __call__(self, model, batch: MetricBatch):
         start, finish = self.endpoints(model, batch.images)
-        if self.batch_size == "auto":
-            self.batch_size = fastest_batch_size(model, tuple(start.shape[1:]), "forward", start.device,
-                                                 inputs_in_model_layout=self.inputs_in_model_layout)
+        self.tune(model, tuple(start.shape[1:]), start.device, len(start))
         order = rank_pixels(batch.maps, self.ranking.reduction, self.ranking.tie_break_seed)
         scores = causal_curves(model, start, finish, order, batch.targets, self.steps, self.batch_size)
         return {self.mode: curve_auc(scores), f"{self.mode}_start": scores[:, 0], f"{self.mode}_end": scores[:, -1]}

@@ -17,7 +17,7 @@ from robustxai.data.splits import load_split, split_size
 from robustxai.models.checkpoint import load_checkpoint
 from robustxai.models.inference import default_device, predict_logits
 from robustxai.provenance import provenance
-from robustxai.tuning import adopt_fastest_layout
+from robustxai.tuning import adopt_fastest_layout, current_mode
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,10 @@ def explain_in_batches(method: AttributionMethod, model: torch.nn.Module, images
 
 
 def bind_needed_models(method: AttributionMethod, settings: dict, model_paths: dict[str, str],
-                       image_shape: tuple[int, ...], device: torch.device) -> None:
+                       image_shape: tuple[int, ...], device: torch.device, images: int | None = None) -> None:
     """Load the checkpoints of the other models the method's ``settings`` name (``needed_models``;
-    ``model_paths``: setting name -> checkpoint path), each on ``device`` in its fastest memory layout,
+    ``model_paths``: setting name -> checkpoint path), each on ``device`` in its fastest memory layout
+    for a job of ``images`` images (None: always measured; ``robustxai.tuning.adopt_fastest_layout``),
     and bind them to the method."""
     missing = sorted(set(type(method).needed_models(settings)) - set(model_paths))
     if missing:
@@ -75,7 +76,8 @@ def bind_needed_models(method: AttributionMethod, settings: dict, model_paths: d
     models = {}
     for key, path in model_paths.items():
         models[key] = load_checkpoint(path)[0].to(device)
-        adopt_fastest_layout(models[key], image_shape, method.pass_kind, device)
+        adopt_fastest_layout(models[key], image_shape, method.pass_kind, device,
+                             expected_inputs=None if images is None else images * method.inputs_per_image(image_shape))
     method.bind_models(models)
 
 
@@ -84,7 +86,8 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
                         dtype: str = "float32", model_paths: dict[str, str] | None = None) -> AttributionShard:
     """Explain images of one shard of a split; ``target`` is "predicted" (the model's class) or "label".
     The method's batch size is tuned on the device ("auto") unless ``settings`` give one, and the
-    model runs in whichever memory layout is faster there (both are recorded in the shard).
+    model runs in whichever memory layout is faster there, both within the bounds of
+    ``robustxai.tuning`` and as its mode ("auto" or "off") says; all three are recorded in the shard.
 
     ``settings`` may name the registered method under ``method`` (else ``method_name`` is it);
     ``model_paths`` are the checkpoints of the other models the method needs (setting name -> path,
@@ -99,9 +102,12 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
     predicted = logits.argmax(1)
     targets = predicted if target == "predicted" else labels
     registered, method = configured_method(method_name, settings)
-    bind_needed_models(method, settings, model_paths or {}, tuple(images.shape[1:]), device)
-    layout = adopt_fastest_layout(model, tuple(images.shape[1:]), method.pass_kind, device,
-                                  batch_size=min(64, images_per_batch))  # timed at most at the job's batch
+    image_shape = tuple(images.shape[1:])
+    bind_needed_models(method, settings, model_paths or {}, image_shape, device, images=len(index))
+    layout = adopt_fastest_layout(model, image_shape, method.pass_kind, device,
+                                  batch_size=min(64, images_per_batch),  # timed at most at the job's batch
+                                  expected_inputs=len(index) * method.inputs_per_image(image_shape))
+    method.tune(model, image_shape, device, len(index))  # the batch size, for the whole shard at once
     started = time.time()
     maps = explain_in_batches(method, model, images, targets, images_per_batch, device)
     wall = time.time() - started
@@ -113,6 +119,7 @@ def attribute_shard_job(checkpoint_path: str, split_path: str, method_name: str,
         attrs={"method": method_name, "registered_method": registered, "settings": settings,
                "channel_rule": method.channel_rule, "target_kind": target, "checkpoint_sha256": file_digest(checkpoint_path),
                "seed": int(settings.get("seed", 0)), "batch_size": method.batch_size, "memory_layout": layout,
+               "tuning": current_mode(),
                "wall_seconds": wall,
                "images_per_second": len(index) / wall if wall > 0 else float("inf"),
                "provenance": provenance(), **summary}, extras=extras)

@@ -19,6 +19,7 @@ from robustxai.data.splits import load_split
 from robustxai.metrics import MetricBatch, degenerate_maps, make_metric, metric_class
 from robustxai.metrics.base import has_box
 from robustxai.provenance import provenance
+from robustxai.tuning import current_mode
 
 if TYPE_CHECKING:  # pandas (and the pyarrow it loads) is imported where a table is made: not by importing a job
     import pandas as pd
@@ -80,9 +81,12 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
 
         device = default_device()
         model = load_checkpoint(checkpoint_path)[0].to(device).eval()
+        expected_inputs = len(index) * metric.inputs_per_image(tuple(images.shape[1:]))
         layout = adopt_fastest_layout(model, tuple(images.shape[1:]), "forward", device,
+                                      expected_inputs=expected_inputs,
                                       inputs_in_model_layout=cls.inputs_in_model_layout)
-        log.info("model memory layout: %s", layout)
+        metric.tune(model, tuple(images.shape[1:]), device, len(index))
+        log.info("model memory layout: %s; tuning %s", layout, current_mode())
     if cls.needs_method:
         from robustxai.pipeline.attribute import configured_method
 
@@ -111,7 +115,8 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
         **{name: np.concatenate(parts) for name, parts in columns.items()}})
     ranking = getattr(metric, "ranking", None)
     about = {"metric": metric_name, "settings": settings, "method": method_name,
-             "ranking": ranking.as_dict() if ranking is not None else None, "wall_seconds": wall, **provenance()}
+             "ranking": ranking.as_dict() if ranking is not None else None, "tuning": current_mode(),
+             "wall_seconds": wall, **provenance()}
     if cls.needs_boxes:
         about["images_without_box"] = int((~has_box(boxes)).sum())
         if about["images_without_box"]:
