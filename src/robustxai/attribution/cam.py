@@ -1,7 +1,9 @@
 """Class activation maps: Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018).
 
 Both weight the activations A (N, K, h, w) of a convolutional layer by gradients of the target logit,
-keep the positive part, and upsample bilinearly to the image size. No normalisation is applied.
+keep the positive part, and upsample bilinearly to the image size. No normalisation is applied. The
+layers before A run without autograd (``layer_activations_and_score``), which makes a map cheaper
+than captum's LayerGradCam, which records the whole forward pass.
 The layer is named by its dotted module path (e.g. ``net.layer4``) or found automatically: the module
 that produces the last feature map with a spatial size above 1 (the outermost one, if several return
 the same tensor).
@@ -17,8 +19,19 @@ from torch import nn
 from robustxai.attribution.base import AttributionMethod, target_logits
 
 
+_found_layers: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], str]]" = weakref.WeakKeyDictionary()
+
+
 def find_feature_layer(model: nn.Module, image_shape: tuple[int, int, int]) -> str:
-    """Dotted name of the module producing the last (N, K, h, w) output with h, w > 1."""
+    """Dotted name of the module producing the last (N, K, h, w) output with h, w > 1 (searched with
+    one forward pass per model and image shape, then remembered while the model lives)."""
+    found = _found_layers.setdefault(model, {})
+    if tuple(image_shape) not in found:
+        found[tuple(image_shape)] = _search_feature_layer(model, image_shape)
+    return found[tuple(image_shape)]
+
+
+def _search_feature_layer(model: nn.Module, image_shape: tuple[int, int, int]) -> str:
     produced: list[tuple[str, torch.Tensor]] = []
     hooks = [module.register_forward_hook(lambda m, i, o, name=name: produced.append((name, o)))
              for name, module in model.named_modules() if name]
@@ -47,15 +60,10 @@ class GradCAM(AttributionMethod):
     def __init__(self, layer: str | None = None, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)
         self.layer = layer
-        self._found: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
     def layer_name(self, model: nn.Module, image_shape: tuple[int, int, int]) -> str:
-        """The configured layer, else the one ``find_feature_layer`` picks (searched once per model)."""
-        if self.layer:
-            return self.layer
-        if model not in self._found:
-            self._found[model] = find_feature_layer(model, image_shape)
-        return self._found[model]
+        """The configured layer, else the one ``find_feature_layer`` picks."""
+        return self.layer or find_feature_layer(model, image_shape)
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         """(N, K, h, w) activations and gradients -> (N, h, w) map before the ReLU."""
@@ -65,18 +73,34 @@ class GradCAM(AttributionMethod):
         layer = model.get_submodule(self.layer_name(model, tuple(images.shape[1:])))
         maps = []
         for start in range(0, len(images), self.batch_size):
-            captured = {}
-            hook = layer.register_forward_hook(lambda m, i, o: captured.update(a=o))
-            try:
-                score = target_logits(model, images[start:start + self.batch_size],
-                                      targets[start:start + self.batch_size]).sum()
-            finally:
-                hook.remove()
-            (grads,) = torch.autograd.grad(score, captured["a"])
-            cam = F.relu(self.combine(captured["a"].detach(), grads))
+            activations, score = layer_activations_and_score(model, layer, images[start:start + self.batch_size],
+                                                             targets[start:start + self.batch_size])
+            (grads,) = torch.autograd.grad(score, activations)
+            cam = F.relu(self.combine(activations.detach(), grads))
             maps.append(F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear",
                                       align_corners=False)[:, 0])
         return torch.cat(maps)
+
+
+def layer_activations_and_score(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layer``'s output A (N, K, h, w) as a leaf that requires grad, and the summed target logits
+    (a scalar) whose graph starts at A: the layers before it run without autograd, which records
+    nothing and keeps no activations for them."""
+    captured = {}
+
+    def detach_output(module, inputs, output):
+        torch.set_grad_enabled(True)  # from here on the forward pass is recorded
+        captured["a"] = output.detach().requires_grad_(True)
+        return captured["a"].clone()  # a non-leaf copy, so in-place layers after it stay legal
+
+    hook = layer.register_forward_hook(detach_output)
+    try:
+        with torch.no_grad():
+            score = target_logits(model, images, targets).sum()
+    finally:
+        hook.remove()
+    return captured["a"], score
 
 
 class GradCAMPlusPlus(GradCAM):
