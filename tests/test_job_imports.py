@@ -3,6 +3,7 @@ the heavy packages it does not need to import (timm loads when a model is built,
 is made, scipy and scikit-image with the metric or method that uses them). Timings: benchmarks/job_imports.py."""
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,14 @@ def test_job_entry_points_leave_heavy_packages_unimported(statement):
     loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert "torch" in loaded  # the statement ran
     assert not loaded & set(LAZY), f"{statement!r} imports {sorted(loaded & set(LAZY))}"
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(preset, expected):
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import os, robustxai.pipeline.attribute\nprint(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == expected

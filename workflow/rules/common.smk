@@ -11,6 +11,9 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 # Shards are written under a temporary name and renamed, so HDF5's own file locks (which fail on many
 # network file systems) are not needed.
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+# Job processes wait for OpenMP work passively (robustxai/__init__.py says why); set here too so that
+# it holds for any job that loads torch before robustxai.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from robustxai.data.kinds import dataset_kind
 from robustxai.pipeline import resources as job_memory
