@@ -173,3 +173,20 @@ def test_integrated_gradients_never_holds_more_than_a_batch_of_path_points():
     # a linear model's IG is exactly (x - 0) * w, summed over channels
     weights = model.fc.weight[targets].view(3, 3, 8, 8).detach()
     assert torch.allclose(maps, (images * weights).sum(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("per_image, batch_size", [(1, 4), (3, 2), (3, 3), (3, 7), (5, 4), (2, 64)])
+def test_expanded_inputs_sum_into_their_own_image_whatever_the_batches(per_image, batch_size):
+    from robustxai.attribution.base import summed_input_gradients
+
+    torch.manual_seed(0)
+    model, images, targets = Counter(), torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    draws_scale = torch.arange(1.0, per_image + 1)  # draw k of image i is (k + 1) * (i + 1) * image i
+    total = summed_input_gradients(model, images, targets, per_image,
+                                   lambda rows, draws: images[rows] * draws_scale[draws].view(-1, 1, 1, 1),
+                                   batch_size, weigh=lambda g, rows, draws: g * (rows + 1).view(-1, 1, 1, 1))
+    # a linear model's input gradient is its weight row: image i sums per_image x (i + 1) of them
+    weights = model.fc.weight[targets].view(4, 3, 8, 8).detach()
+    expected = weights * (per_image * torch.arange(1.0, 5)).view(-1, 1, 1, 1)
+    assert torch.allclose(total, expected, atol=1e-5)
+    assert max(model.sizes_run) <= batch_size and sum(model.sizes_run) == 4 * per_image

@@ -123,20 +123,29 @@ def summed_input_gradients(model: nn.Module, images: torch.Tensor, targets: torc
     """Per image, the sum over its ``per_image`` model inputs of d logit_target / d input, (N, C, H, W).
 
     Inputs are built ``batch_size`` at a time, never all at once: ``make_inputs(rows, draws)`` returns
-    the (M, C, H, W) inputs of image ``rows[m]``'s draw ``draws[m]`` (both (M,) int64, image-major), and
-    ``weigh(gradients, rows, draws)``, if given, scales each input's gradient before the sum. Memory is
-    that of one batch plus the (N, C, H, W) result, whatever ``per_image`` is (IG's path points,
-    SmoothGrad's noisy copies)."""
+    the (M, C, H, W) inputs of image ``rows[m]``'s draw ``draws[m]`` (both (M,) int64 on the images'
+    device, image-major), and ``weigh(gradients, rows, draws)``, if given, scales each input's gradient
+    before the sum. Memory is that of one batch plus the (N, C, H, W) result, whatever ``per_image`` is
+    (IG's path points, SmoothGrad's noisy copies). Each batch is summed in at most three parts (the end
+    of one image, whole images, the start of another), found on the host: no device synchronisation,
+    a fixed number of kernels per batch, and the same order of additions on every device."""
     total = torch.zeros_like(images)
     count = len(images) * per_image
     for start in range(0, count, batch_size):
-        flat = torch.arange(start, min(start + batch_size, count), device=images.device)
-        rows, draws = flat // per_image, flat % per_image
+        stop = min(start + batch_size, count)
+        flat = torch.arange(start, stop)
+        rows, draws = (index.to(images.device) for index in (flat // per_image, flat % per_image))
         chunk = make_inputs(rows, draws).detach().requires_grad_(True)
         (grads,) = torch.autograd.grad(target_logits(model, chunk, targets[rows]).sum(), chunk)
         if weigh is not None:
             grads = weigh(grads, rows, draws)
-        image_rows, counts = torch.unique_consecutive(rows, return_counts=True)
-        for row, part in zip(image_rows.tolist(), grads.split(counts.tolist())):
-            total[row] += part.sum(0)
+        whole_from = min(stop, -(-start // per_image) * per_image)  # first image boundary in the batch
+        whole_to = max(whole_from, stop // per_image * per_image)  # last one
+        if whole_from > start:  # the end of an image begun in an earlier batch
+            total[start // per_image] += grads[:whole_from - start].sum(0)
+        if whole_to > whole_from:  # whole images
+            part = grads[whole_from - start:whole_to - start]
+            total[whole_from // per_image:whole_to // per_image] += part.view(-1, per_image, *part.shape[1:]).sum(1)
+        if stop > whole_to:  # the start of an image that ends in a later batch
+            total[whole_to // per_image] += grads[whole_to - start:].sum(0)
     return total
