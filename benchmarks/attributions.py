@@ -8,16 +8,18 @@ for gradient methods. Run: python benchmarks/attributions.py [--images 64] [--th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
-from captum.attr import DeepLift, GuidedBackprop, InputXGradient, IntegratedGradients, LayerGradCam, NoiseTunnel
-from captum.attr import Lime, Occlusion, Saliency
 
-from robustxai.attribution import make_method
-from robustxai.attribution.lime import superpixels
-from robustxai.attribution.propagation import out_of_place
-from robustxai.models import build_classifier
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peers_common import captum_call as peer_captum_call  # noqa: E402
+
+from robustxai.attribution import make_method  # noqa: E402
+from robustxai.attribution.propagation import out_of_place  # noqa: E402
+from robustxai.models import build_classifier  # noqa: E402
 
 SETTINGS = {  # method -> (our settings, passes per image, pass kind)
     "gradient": ({}, 1, "grad"),
@@ -38,31 +40,9 @@ PER_IMAGE = ("occlusion", "lime")  # perturbation methods: also timed one image 
 
 
 def captum_call(name, model, images, targets):
-    """The same attribution through captum with its default batching; None where captum has none."""
-    if name == "gradient":
-        return lambda: Saliency(model).attribute(images, target=targets, abs=False)
-    if name == "input_x_gradient":
-        return lambda: InputXGradient(model).attribute(images, target=targets)
-    if name == "integrated_gradients":
-        return lambda: IntegratedGradients(model).attribute(images, target=targets, n_steps=50,
-                                                            method="riemann_trapezoid")
-    if name == "smoothgrad":
-        return lambda: NoiseTunnel(Saliency(model)).attribute(images, target=targets, nt_type="smoothgrad",
-                                                              nt_samples=20, stdevs=0.15, abs=False)
-    if name == "deeplift":
-        return lambda: DeepLift(model).attribute(images, baselines=0.0, target=targets)
-    if name == "guided_backprop":
-        return lambda: GuidedBackprop(model).attribute(images, target=targets)
-    if name == "gradcam":
-        return lambda: LayerGradCam(model, model.get_submodule("net.layer4")).attribute(images, target=targets)
-    if name == "occlusion":
-        return lambda: Occlusion(model).attribute(images, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4),
-                                                  baselines=0.0, target=targets)
-    if name == "lime":  # captum's Lime explains one image per call; same superpixels and sample count
-        masks = [superpixels(image, 50, 30.0, 3.0)[None, None] for image in images]
-        return lambda: [Lime(model).attribute(images[i:i + 1], target=targets[i:i + 1], feature_mask=masks[i],
-                                              n_samples=1000) for i in range(len(images))]
-    return None
+    """The same attribution through captum with its default batching (``_peers_common.captum_call``,
+    which benchmarks/peers.py shares); None where captum has none."""
+    return peer_captum_call(name, model, images, targets, SETTINGS[name][0])
 
 
 def per_image(fn_of_batch, images, targets):
