@@ -51,8 +51,19 @@ def per_image(fn_of_batch, images, targets):
     return lambda: [call() for call in calls]
 
 
+def synchronised(fn):
+    """``fn`` followed by waiting for the GPU's queued work (CUDA runs asynchronously)."""
+    def call():
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return out
+    return call
+
+
 def seconds(fn, repeats=3):
     """Best wall time of up to ``repeats`` calls after one warm-up call (one call if it takes > 5 s)."""
+    fn = synchronised(fn)
     fn()
     best = float("inf")
     for _ in range(repeats):
@@ -64,12 +75,12 @@ def seconds(fn, repeats=3):
     return best
 
 
-def pass_times(model, shape, batch_sizes=(1, 32, 64, 128, 256, 512)):
+def pass_times(model, shape, device, batch_sizes=(1, 32, 64, 128, 256, 512)):
     """Best per-image seconds of a forward pass and of a forward + input-gradient pass, and the
     forward pass's per-image seconds at batch size 1 (the ceiling of any speed-up from batching)."""
     best = {"forward": float("inf"), "grad": float("inf")}
     for b in batch_sizes:
-        x, t = torch.rand(b, *shape), torch.zeros(b, dtype=torch.long)
+        x, t = torch.rand(b, *shape, device=device), torch.zeros(b, dtype=torch.long, device=device)
 
         def forward():
             with torch.no_grad():
@@ -92,13 +103,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--arch", default="cifar_resnet_tiny")
     parser.add_argument("--methods", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_classifier(args.arch, 10).eval()
-    images, targets = torch.rand(args.images, 3, 32, 32), torch.randint(0, 10, (args.images,))
-    bound = pass_times(model, (3, 32, 32))
-    print(f"{args.arch}, {args.images} images 32x32, {args.threads} thread(s); best pass: "
+    device = torch.device(args.device)
+    model = build_classifier(args.arch, 10).eval().to(device)
+    images = torch.rand(args.images, 3, 32, 32).to(device)
+    targets = torch.randint(0, 10, (args.images,)).to(device)
+    bound = pass_times(model, (3, 32, 32), device)
+    print(f"{args.arch}, {args.images} images 32x32 on {device}, {args.threads} thread(s); best pass: "
           f"forward {bound['forward'] * 1e3:.3f} ms/img, forward+grad {bound['grad'] * 1e3:.3f} ms/img; "
           f"forward at batch 1: {bound['forward_single'] * 1e3:.3f} ms/img "
           f"({bound['forward_single'] / bound['forward']:.1f}x the best: the most batching can gain)")

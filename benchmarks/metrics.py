@@ -45,25 +45,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--arch", default="cifar_resnet_tiny")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_classifier(args.arch, 10).eval()
-    images, maps = torch.rand(args.images, 3, 32, 32), torch.rand(args.images, 32, 32)
+    device = torch.device(args.device)
+    model = build_classifier(args.arch, 10).eval().to(device)
+    images, maps = torch.rand(args.images, 3, 32, 32).to(device), torch.rand(args.images, 32, 32).to(device)
     with torch.no_grad():
         targets = model(images).argmax(1)
-    batch = MetricBatch(images, maps, targets, torch.zeros(args.images, 4, dtype=torch.long))
+    batch = MetricBatch(images, maps, targets, torch.zeros(args.images, 4, dtype=torch.long, device=device))
     tuned = copy.deepcopy(model)
-    layout = adopt_fastest_layout(tuned, (3, 32, 32), "forward", torch.device("cpu"), inputs_in_model_layout=True)
+    layout = adopt_fastest_layout(tuned, (3, 32, 32), "forward", device, inputs_in_model_layout=True)
     metrics = {name: make_metric(name, steps=args.steps) for name in ("insertion", "deletion")}
     metrics["insertion"](tuned, batch)  # warm-up, and the batch-size measurement
     started = time.perf_counter()
     ours = {name: metric(tuned, batch)[name] for name, metric in metrics.items()}
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     batched = time.perf_counter() - started
 
     mean = normalisation_mean(model, 3)
     blurred = blurred_start(images, mean)
-    grey = mean.view(3, 1, 1).expand(3, 32, 32)
+    grey = mean.view(3, 1, 1).expand(3, 32, 32).to(device)
     order = rank_pixels(maps)
     per_step = math.ceil(32 * 32 / args.steps)
     def run_loop(net):
@@ -77,8 +81,8 @@ def main() -> None:
 
     loop, looped = run_loop(model)
     _, looped_tuned = run_loop(tuned)
-    difference = max((ours[k] - torch.tensor(loop[k])).abs().max().item() for k in ours)
-    print(f"{args.arch}, {args.images} images 32x32, {args.steps} steps, {args.threads} thread(s)")
+    difference = max((ours[k].cpu() - torch.tensor(loop[k])).abs().max().item() for k in ours)
+    print(f"{args.arch}, {args.images} images 32x32 on {device}, {args.steps} steps, {args.threads} thread(s)")
     print(f"insertion + deletion, batched ({layout}, batch {metrics['insertion'].batch_size}): "
           f"{args.images / batched:8.1f} images/s")
     print(f"insertion + deletion, per step (contiguous):     {args.images / looped:8.1f} images/s")
