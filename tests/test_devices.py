@@ -31,7 +31,7 @@ def claim_in_child(count, hold_seconds, lock_dir):
 def test_each_process_gets_its_own_gpu_and_a_killed_job_frees_it(pool):
     assert devices.claim_device(2) == torch.device("cuda:0")
     assert devices.claim_device(2) == torch.device("cuda:0")  # a process keeps its device
-    child = claim_in_child(2, 30, pool)
+    child = claim_in_child(2, 600, pool)  # held until killed below, however slowly the third child starts
     assert child.stdout.readline().strip() == "cuda:1"
     third = claim_in_child(2, 0, pool)
     assert third.wait(timeout=60) != 0  # both taken: TimeoutError
