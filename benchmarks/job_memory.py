@@ -30,8 +30,7 @@ JOB = """
 import json, sys
 import torch
 torch.set_num_threads(2)
-def peak_mib():  # this process's own high-water mark
-    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+from robustxai.workflow_io import peak_rss_mib as peak_mib  # this process's own high-water mark
 from robustxai.attribution.shards import read_shard
 from robustxai.models.checkpoint import load_checkpoint
 from robustxai.pipeline.attribute import attribute_shard_job
@@ -46,8 +45,7 @@ METRIC = """
 import json, sys
 import torch
 torch.set_num_threads(2)
-def peak_mib():
-    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+from robustxai.workflow_io import peak_rss_mib as peak_mib
 from robustxai.models.checkpoint import load_checkpoint
 from robustxai.pipeline.metrics import metric_job
 checkpoint, split, shard, out = sys.argv[1:5]
