@@ -6,6 +6,15 @@ if LATENCY is not None:
     localrules:
         latency_table,
 
+    # A latency job runs alone: jobs beside it slow its timed calls by however much they happen to
+    # load the cores (in the default study one method's cost in forward passes differed 2.2-7.5x
+    # between the two models' jobs). On a local run it claims every core given (--cores), so the
+    # scheduler starts nothing beside it; its torch still uses LATENCY["threads"] threads
+    # (params.threads). On SLURM the job gets a node of its own (slurm_extra "--exclusive" in
+    # profiles/slurm) whatever it asks for; a cluster run may have no --cores (then workflow.cores
+    # raises), so it asks for LATENCY["threads"] there.
+    LATENCY_JOB_THREADS = workflow.resource_settings.cores or LATENCY["threads"]
+
     rule latency:
         input:
             checkpoint=checkpoint_path(),
@@ -19,6 +28,7 @@ if LATENCY is not None:
             methods=lambda wildcards: {method: settings for method, settings in LATENCY["methods"].items()
                                        if wildcards.model in settings["models"]},
             needed=lambda wildcards: list(latency_checkpoints(wildcards)),
+            threads=LATENCY["threads"],
             repeats=LATENCY["repeats"],
             images=LATENCY["images"],
             gpu_usage=gpu_usage_file("latency/{model}"),
@@ -28,7 +38,7 @@ if LATENCY is not None:
             f"{R}/logs/latency/{{model}}.log",
         benchmark:
             benchmark_file("latency/{model}")
-        threads: LATENCY["threads"]
+        threads: LATENCY_JOB_THREADS
         resources:
             gpu=job_resources("latency", "gpu", 1),
             mem_mb=job_resources("latency", "mem_mb", 4000),

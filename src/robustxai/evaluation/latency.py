@@ -4,9 +4,22 @@ forward-pass units (ms per explanation / ms per forward pass), which compares ac
 Mirrors Table 3 of Zeng et al. 2021 (ms per explanation on CPU, ResNet-18 at 32 px). Methods are
 timed through ``explain`` exactly as the workflow calls them, so a method built with
 ``batch_size="auto"`` is tuned on its first call and keeps that batch size for every later call.
+The forward passes of the unit are timed in the same rounds as the method's calls, alternating with
+them in blocks about as long as one explanation, so that a ratio never divides a time taken under one
+load of the machine by one taken under another.
+
+After ``COLUMNS``' timing columns come four that say how far the machine let the measurement run
+alone (``LOAD_COLUMNS``):
+
+- ``load_before``, ``load_after``: the machine's 1-minute load average (``os.getloadavg()[0]``,
+  runnable processes) just before and just after the measurement; above the torch threads used,
+  other processes competed for the cores;
+- ``cpu_seconds``, ``wall_seconds``: the process's CPU seconds (all its threads) and the wall seconds
+  the measurement took; CPU well below wall times the threads means the process waited for cores.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,26 +36,50 @@ from torch import nn  # noqa: E402
 from robustxai.attribution.base import AttributionMethod  # noqa: E402
 from robustxai.tuning import synchronise  # noqa: E402
 
+#: the columns of the machine's load and the measurement's CPU and wall time (module docstring)
+LOAD_COLUMNS = ("load_before", "load_after", "cpu_seconds", "wall_seconds")
 #: latency_table's columns, in order (extra keys of the rows follow them)
 COLUMNS = ("model", "method", "family", "device", "threads", "batch_size", "images_per_call", "ms_batch1",
-           "ms_batched", "forward_ms_batch1", "forward_ms_batched", "ratio_batch1", "ratio_batched")
+           "ms_batched", "forward_ms_batch1", "forward_ms_batched", "ratio_batch1", "ratio_batched",
+           *LOAD_COLUMNS)
 
 
-def _best_ms(call: Callable[[int], object], repeats: int, device: torch.device) -> float:
-    """Fewest wall milliseconds of ``call(1)`` ... ``call(repeats)``, after a warm-up ``call(0)``;
-    CUDA work is waited for before and after each timed call.
+def _timed_ms(call: Callable[[], object], device: torch.device) -> float:
+    """Wall milliseconds of ``call()``, CUDA work waited for before and after it."""
+    synchronise(device)
+    started = time.perf_counter()
+    call()
+    synchronise(device)
+    return 1000 * (time.perf_counter() - started)
+
+
+def _interleaved_best_ms(forward: Callable[[int], object], explain: Callable[[int], object], repeats: int,
+                         device: torch.device) -> tuple[float, float]:
+    """Fewest wall milliseconds of one ``forward(j)`` and of one ``explain(i)``, timed in alternating
+    rounds. A warm-up ``explain(0)``, ``forward(0)`` comes first, then a sizing round whose times are
+    not counted: k = ms of ``explain(0)`` / ms of ``forward(0)``, rounded, at least 1. Each of the
+    ``repeats`` rounds then times a block of k passes ``forward(0)`` ... ``forward(k - 1)`` (divided
+    by k), then ``explain(i)``.
 
     The minimum, as ``timeit`` takes: on a shared machine the slower calls measure the other
-    processes, so the median of a busy machine drifts with its load and the minimum does not."""
-    call(0)
-    times = []
+    processes, so the median of a busy machine drifts with its load and the minimum does not. Both
+    minima come from the same stretch of time, and from calls about as long: a lone pass of a
+    millisecond fits between the other processes' time slices, an explanation of many passes does
+    not, so a lone pass would make a loaded machine's ratio too high."""
+    explain(0)
+    forward(0)
+    explain_ms, forward_ms = _timed_ms(lambda: explain(0), device), _timed_ms(lambda: forward(0), device)
+    passes = max(1, round(explain_ms / forward_ms))
+
+    def forward_block() -> None:
+        for j in range(passes):
+            forward(j)
+
+    forward_ms, explain_ms = [], []
     for i in range(1, repeats + 1):
-        synchronise(device)
-        started = time.perf_counter()
-        call(i)
-        synchronise(device)
-        times.append(1000 * (time.perf_counter() - started))
-    return min(times)
+        forward_ms.append(_timed_ms(forward_block, device) / passes)
+        explain_ms.append(_timed_ms(lambda: explain(i), device))
+    return min(forward_ms), min(explain_ms)
 
 
 def measure_latency(model: nn.Module, method: AttributionMethod, images: torch.Tensor, targets: torch.Tensor,
@@ -50,14 +87,18 @@ def measure_latency(model: nn.Module, method: AttributionMethod, images: torch.T
     """Milliseconds per explanation of ``method`` on ``model``, and per forward pass of the model.
 
     ``images`` (N, C, H, W) in [0, 1] and ``targets`` (N,) int64 on the model's device; the model is
-    put in eval mode. Each figure is the fastest of ``repeats`` timed calls after one warm-up call:
+    put in eval mode. Each figure is the fastest of ``repeats`` timed calls after a warm-up call and a
+    sizing call of each, blocks of forward passes (about as long as one explanation) and explanations
+    alternating:
 
     - ``forward_ms_batch1``, ``ms_batch1``: one image per call (no_grad forward pass; ``explain``),
       the calls cycling through the N images;
     - ``forward_ms_batched``, ``ms_batched``: ``images_per_call`` (= ``batch_images`` or N; the
       images repeat when it exceeds N) images per call, divided by ``images_per_call``;
     - ``batch_size``: the method's batch size after the calls (the tuned one if it was "auto");
-    - ``ratio_batch1``, ``ratio_batched``: ms per explanation / ms per forward pass (unitless).
+    - ``ratio_batch1``, ``ratio_batched``: ms per explanation / ms per forward pass (unitless);
+    - ``load_before``, ``load_after``: the 1-minute load average before and after all the calls;
+      ``cpu_seconds``, ``wall_seconds``: the process's CPU seconds and the wall seconds they took.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -72,15 +113,20 @@ def measure_latency(model: nn.Module, method: AttributionMethod, images: torch.T
         with torch.no_grad():
             model(inputs)
 
-    forward_1 = _best_ms(lambda i: forward(images[i % n][None]), repeats, device)
-    explain_1 = _best_ms(lambda i: method.explain(model, images[i % n][None], targets[i % n][None]),
-                           repeats, device)
-    forward_b = _best_ms(lambda i: forward(many_images), repeats, device) / per_call
-    explain_b = _best_ms(lambda i: method.explain(model, many_images, many_targets), repeats,
-                           device) / per_call
+    load_before = os.getloadavg()[0]
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
+    forward_1, explain_1 = _interleaved_best_ms(
+        lambda i: forward(images[i % n][None]),
+        lambda i: method.explain(model, images[i % n][None], targets[i % n][None]), repeats, device)
+    forward_b, explain_b = (ms / per_call for ms in _interleaved_best_ms(
+        lambda i: forward(many_images), lambda i: method.explain(model, many_images, many_targets), repeats,
+        device))
+    cpu_seconds, wall_seconds = time.process_time() - cpu_started, time.perf_counter() - wall_started
     return {"forward_ms_batch1": forward_1, "ms_batch1": explain_1, "images_per_call": per_call,
             "forward_ms_batched": forward_b, "ms_batched": explain_b, "batch_size": method.batch_size,
-            "ratio_batch1": explain_1 / forward_1, "ratio_batched": explain_b / forward_b}
+            "ratio_batch1": explain_1 / forward_1, "ratio_batched": explain_b / forward_b,
+            "load_before": load_before, "load_after": os.getloadavg()[0], "cpu_seconds": cpu_seconds,
+            "wall_seconds": wall_seconds}
 
 
 def latency_table(rows: list[dict]) -> pd.DataFrame:

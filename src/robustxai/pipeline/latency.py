@@ -25,7 +25,9 @@ def latency_job(model_name: str, checkpoint_path: str, split_path: str, methods:
     """Time each of ``methods`` (config name -> settings) on the model at batch 1 and on ``images``
     images per call (the first ones of the split, explaining the predicted class), in the memory
     layout fastest for the method's pass kind; ``model_paths`` ("<method>:<setting>" -> checkpoint)
-    are the other models methods need. Writes one row per method (``robustxai.evaluation.latency``)."""
+    are the other models methods need; ``threads`` is the torch thread count the job set (a column).
+    Writes one row per method (``robustxai.evaluation.latency``), with the machine's load and the
+    measurement's CPU and wall seconds, which say whether anything else competed for the cores."""
     device = default_device()
     model = load_checkpoint(checkpoint_path)[0].to(device)
     pictures = load_split(split_path, np.arange(min(images, split_size(split_path)))).tensors()[0].to(device)
@@ -38,8 +40,9 @@ def latency_job(model_name: str, checkpoint_path: str, split_path: str, methods:
                                               if key.startswith(prefix)}, tuple(pictures.shape[1:]), device)
         adopt_fastest_layout(model, tuple(pictures.shape[1:]), method.pass_kind, device)
         result = measure_latency(model, method, pictures, targets, repeats, batch_images=len(pictures))
-        log.info("%s: %.3g ms per explanation at batch 1 (%.3g forward passes)", name, result["ms_batch1"],
-                 result["ratio_batch1"])
+        log.info("%s: %.3g ms per explanation at batch 1 (%.3g forward passes); load average %.2f -> %.2f, "
+                 "%.3g CPU s in %.3g wall s", name, result["ms_batch1"], result["ratio_batch1"],
+                 result["load_before"], result["load_after"], result["cpu_seconds"], result["wall_seconds"])
         rows.append({"model": model_name, "method": name, "family": method.family, "device": str(device),
                      "threads": threads, **result})
     table = latency_table(rows)
