@@ -140,7 +140,7 @@ def test_an_out_of_range_metric_setting_fails_at_plan_time(config):
 def test_an_unknown_box_metric_rescale_fails_at_plan_time(config):
     config["metrics"]["energy_in_box"] = {"rescale": "max"}
     with pytest.raises(ConfigError, match=r"^config\.metrics\.energy_in_box: rescale must be one of "
-                                          r"\['minmax', 'none'\], got 'max'$"):
+                                          r"\['auto', 'minmax', 'abs', 'positive', 'none'\], got 'max'$"):
         plan(config)
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from robustxai.attribution import make_method
-from robustxai.metrics import METRICS, MetricBatch, degenerate_maps, make_metric
+from robustxai.metrics import METRICS, MetricBatch, degenerate_maps, make_metric, settings_for_method
 from robustxai.metrics.causal import blurred_start, curve_auc, normalisation_mean, rise_kernel
 from robustxai.metrics.localisation import component_box, largest_component_boxes
 from robustxai.metrics.sanity import cascade_blocks, map_similarities
@@ -84,18 +84,26 @@ def smooth_maps(n=6, size=32, seed=0):
     return nn.functional.avg_pool2d(torch.rand(n, 1, size, size, generator=generator), 7, 1, 3)[:, 0]
 
 
-def test_box_iou_and_energy_of_a_map_plus_a_constant_are_those_of_the_map():
+@pytest.mark.parametrize("protocol,offsets", [
+    ("minmax", (0.6, -0.3, 5.0)),  # a floor like RISE's, negative, large
+    ("rise", (0.6, -0.3, 5.0)),  # resolved for a method declaring non-negative maps: minmax
+    ("auto", (0.6, 5.0)),  # left to each map: non-negative maps stay non-negative, so minmax
+])
+def test_box_iou_and_energy_of_a_map_plus_a_constant_are_those_of_the_map(protocol, offsets):
     batch, _, _ = boxes_batch(n=6)
-    maps = smooth_maps()
-    for rescale_default in ({}, {"rescale": "minmax"}):
-        iou, energy = make_metric("box_iou", **rescale_default), make_metric("energy_in_box", **rescale_default)
-        batch.maps = maps
-        plain = {**iou(None, batch), **energy(None, batch)}
-        for offset in (0.6, -0.3, 5.0):  # a floor like RISE's, negative, large
-            batch.maps = maps + offset
-            shifted = {**iou(None, batch), **energy(None, batch)}
-            assert torch.equal(shifted["box_iou"], plain["box_iou"])
-            assert torch.allclose(shifted["energy_in_box"], plain["energy_in_box"], atol=1e-5)
+    maps = smooth_maps()  # non-negative
+    metrics = []
+    for name in ("box_iou", "energy_in_box"):
+        settings = settings_for_method(name, {}, "rise", {}) if protocol == "rise" else {"rescale": protocol}
+        metrics.append(make_metric(name, **settings))
+    assert protocol != "rise" or {m.rescale for m in metrics} == {"minmax"}
+    batch.maps = maps
+    plain = {**metrics[0](None, batch), **metrics[1](None, batch)}
+    for offset in offsets:
+        batch.maps = maps + offset
+        shifted = {**metrics[0](None, batch), **metrics[1](None, batch)}
+        assert torch.equal(shifted["box_iou"], plain["box_iou"])
+        assert torch.allclose(shifted["energy_in_box"], plain["energy_in_box"], atol=1e-5)
     assert plain["box_iou"].min() > 0 and plain["energy_in_box"].std() > 0.02  # not trivially equal
 
 
@@ -113,7 +121,8 @@ def test_raw_box_metrics_keep_the_values_of_the_raw_map():
     raw_iou = make_metric("box_iou", rescale="none")(None, batch)
     assert raw_iou["box_iou"].item() == pytest.approx(9 / 64) and raw_iou["box_localised"].item() == 0.0
     assert make_metric("energy_in_box", rescale="none")(None, batch)["energy_in_box"].item() == pytest.approx(6.5 / 34)
-    # min-max (the default): the floor is 0, only the block is kept (IoU 4 / 9) and holds all the mass
+    # min-max (the default, auto, for a non-negative map): the floor is 0, only the block is kept (IoU 4 / 9)
+    # and holds all the mass
     assert make_metric("box_iou")(None, batch)["box_iou"].item() == pytest.approx(4 / 9)
     assert make_metric("energy_in_box")(None, batch)["energy_in_box"].item() == pytest.approx(1.0)
     # raw negative values carry no mass and a map without a positive value keeps no pixel
@@ -124,20 +133,26 @@ def test_raw_box_metrics_keep_the_values_of_the_raw_map():
     assert make_metric("energy_in_box", rescale="none")(None, batch)["energy_in_box"].item() == pytest.approx(9 / 64)
 
 
-@pytest.mark.parametrize("rescale", ["minmax", "none"])
-def test_a_constant_map_scores_the_box_share_and_no_region(rescale):
+@pytest.mark.parametrize("rescale", ["auto", "minmax", "abs", "positive", "none"])
+@pytest.mark.parametrize("level", [0.5, -0.5])
+def test_a_constant_map_scores_the_box_share_and_a_region_where_it_has_mass(rescale, level):
     batch = floor_and_block()
-    batch.maps = torch.full((1, 8, 8), 0.5)
+    batch.maps = torch.full((1, 8, 8), level)
     assert degenerate_maps(batch.maps).item()
     energy = make_metric("energy_in_box", rescale=rescale)(None, batch)["energy_in_box"].item()
-    assert energy == pytest.approx(9 / 64)  # like a uniform map
+    assert energy == pytest.approx(9 / 64)  # like a uniform map, with mass or without
+    # mass everywhere (|map|, a positive part of 0.5, auto's abs for the negative map): the whole image is
+    # kept; none (min-max, auto's choice for the positive map, no positive part): no pixel is kept
+    whole_image = (rescale == "abs" or (rescale in ("positive", "none") and level > 0)
+                   or (rescale == "auto" and level < 0))
     iou = make_metric("box_iou", rescale=rescale)(None, batch)["box_iou"].item()
-    assert iou == (0.0 if rescale == "minmax" else pytest.approx(9 / 64))  # raw: 0.5 >= 0.2 x 0.5 everywhere
+    assert iou == (pytest.approx(9 / 64) if whole_image else 0.0)
 
 
-def test_rescale_must_be_minmax_or_none():
+def test_rescale_must_be_a_known_protocol():
     for name in ("energy_in_box", "box_iou"):
-        with pytest.raises(ValueError, match=r"^rescale must be one of \['minmax', 'none'\], got 'max'$"):
+        with pytest.raises(ValueError, match=r"^rescale must be one of \['auto', 'minmax', 'abs', 'positive', "
+                                             r"'none'\], got 'max'$"):
             make_metric(name, rescale="max")
 
 

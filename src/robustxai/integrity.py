@@ -110,6 +110,19 @@ def stamp_table(table):
                                           CHECKSUM_KEY.encode(): table_sha256(table).encode()})
 
 
+#: the Parquet schema metadata key under which a table's writer stores what it knows about it (JSON)
+ABOUT_KEY = b"robustxai"
+
+
+def arrow_metadata(arrow) -> dict:
+    """What a table's writer stored under ``ABOUT_KEY`` (e.g. a metric table's metric, settings and map
+    protocol), from its pyarrow Table already read; empty for tables written without it."""
+    import json
+
+    metadata = arrow.schema.metadata or {}
+    return json.loads(metadata[ABOUT_KEY]) if ABOUT_KEY in metadata else {}
+
+
 def read_arrow_table(path: str | os.PathLike):
     """The pyarrow Table of a Parquet file, its checksum verified; :class:`CorruptFileError` naming
     ``path`` when it cannot be read or does not match."""

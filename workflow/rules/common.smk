@@ -220,8 +220,17 @@ def registered_metric(wildcards):
 
 
 def metric_settings(wildcards):
-    """A metric's settings without the keys that only select its jobs (what its tables depend on)."""
-    return {key: value for key, value in METRICS[wildcards.metric].items() if key not in METRIC_SELECTION_KEYS}
+    """A metric's settings for the job's method, without the keys that only select its jobs (what its
+    tables depend on): what the metric leaves to the maps (box metrics' ``rescale: auto``) is decided
+    here from the method's declaration, so the protocol is in the params and recorded in every table."""
+    from robustxai.config import method_name, method_settings
+    from robustxai.metrics import settings_for_method
+
+    entry = METRICS[wildcards.metric]
+    settings = {key: value for key, value in entry.items() if key not in METRIC_SELECTION_KEYS}
+    method = ATTRIBUTION["methods"][wildcards.method]
+    return settings_for_method(entry["metric"], settings, method_name(wildcards.method, method),
+                               method_settings(method))
 
 
 def metric_checkpoint(wildcards):

@@ -2,7 +2,9 @@
 
 The long table has one row per (model, method, metric, column, image): ``value`` is the metric
 column's value for that image, next to the image's ``confidence`` (the model's probability of the
-explained class on the clean image) and whether its map was ``degenerate``.
+explained class on the clean image) and whether its map was ``degenerate``; ``rescale`` names the
+protocol by which the metric made the maps' mass (box metrics, from each table's metadata; see
+``robustxai.metrics.localisation``), empty for metrics that take maps as they are.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from robustxai.aggregation.statistics import mean_with_ci
-from robustxai.integrity import read_table
+from robustxai.integrity import arrow_metadata, read_arrow_table
 
 #: columns every metric table carries that are not metric values
 BOOKKEEPING = ("image", "target", "predicted", "confidence", "degenerate")
@@ -32,13 +34,15 @@ class MetricTable:
 
 
 def long_metric_values(tables: list[MetricTable]) -> pd.DataFrame:
-    """Every metric value of every image: columns model, method, metric, column, image, target,
-    predicted, confidence, degenerate, value (float)."""
+    """Every metric value of every image: columns model, method, metric, rescale (the table's map
+    protocol, "" if it has none), column, image, target, predicted, confidence, degenerate, value (float)."""
     parts = []
     for table in tables:
-        frame = read_table(table.path)
+        arrow = read_arrow_table(table.path)  # read (and verified) once for values and metadata
+        frame = arrow.to_pandas()
         values = [c for c in frame.columns if c not in BOOKKEEPING]
         long = frame.melt(id_vars=list(BOOKKEEPING), value_vars=values, var_name="column", value_name="value")
+        long.insert(0, "rescale", arrow_metadata(arrow).get("rescale") or "")
         long.insert(0, "metric", table.metric)
         long.insert(0, "method", table.method)
         long.insert(0, "model", table.model)
@@ -54,7 +58,8 @@ def explainability_table(long: pd.DataFrame, models: pd.DataFrame, families: dic
                          resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per (model, method): model columns from ``models`` (see ``MODEL_COLUMNS`` and every
     robust_accuracy_* column), the method's ``family``, ``images`` and ``degenerate_maps`` counts,
-    then for every metric column its mean over images with a bootstrap 95% interval
+    ``box_rescale`` (``box_protocol``), then for every metric column its mean over images with a
+    bootstrap 95% interval
     (``<column>``, ``<column>_ci_low``, ``<column>_ci_high``). Rows follow the models' order, then
     the methods' order in ``families``."""
     rows = []
@@ -62,7 +67,8 @@ def explainability_table(long: pd.DataFrame, models: pd.DataFrame, families: dic
         first = group[group["metric"] == group["metric"].iloc[0]]
         row = {"model": model, "method": method, "family": families.get(method, ""),
                "images": int(first["image"].nunique()),
-               "degenerate_maps": int(first.drop_duplicates("image")["degenerate"].sum())}
+               "degenerate_maps": int(first.drop_duplicates("image")["degenerate"].sum()),
+               "box_rescale": box_protocol(group)}
         for column, values in group.groupby("column", sort=False)["value"]:
             mean, low, high, _ = mean_with_ci(values.to_numpy(), resamples, seed=seed)
             row.update({column: mean, f"{column}_ci_low": low, f"{column}_ci_high": high})
@@ -73,8 +79,20 @@ def explainability_table(long: pd.DataFrame, models: pd.DataFrame, families: dic
     order = {name: i for i, name in enumerate(models["model"])}
     method_order = {name: i for i, name in enumerate(families)}
     table = table.sort_values(["model", "method"], key=lambda s: s.map(order if s.name == "model" else method_order))
-    leading = ["model", "method", "family", *keep, "images", "degenerate_maps"]
+    leading = ["model", "method", "family", *keep, "images", "degenerate_maps", "box_rescale"]
     return table[leading + [c for c in table.columns if c not in leading]].reset_index(drop=True)
+
+
+def box_protocol(group: pd.DataFrame) -> str:
+    """The map protocol of one (model, method)'s long rows (their ``rescale``): its name when every
+    metric that has one used the same, else "metric: name" per such metric; "" when none has one (or
+    the long table has no ``rescale`` column)."""
+    if "rescale" not in group:
+        return ""
+    used = group.loc[group["rescale"] != "", ["metric", "rescale"]].drop_duplicates()
+    if used["rescale"].nunique() > 1:
+        return ", ".join(f"{metric}: {rescale}" for metric, rescale in used.itertuples(index=False))
+    return used["rescale"].iloc[0] if len(used) else ""
 
 
 def score_means(explainability: pd.DataFrame, scores: dict[str, bool]) -> pd.DataFrame:

@@ -1,10 +1,10 @@
 """The interface every attribution method shares, and batched gradient helpers.
 
 A method is an object built from its config settings; ``explain(model, images, targets)`` takes
-(N, C, H, W) images in [0, 1] and (N,) target classes and returns raw, signed maps (N, H, W) on the
-images' device. Maps are never min-max rescaled. Methods that attribute per input channel reduce the
-channels by summing them (which keeps completeness: the map sums to the total attribution); each
-method's docstring states its rule.
+(N, C, H, W) images in [0, 1] and (N,) target classes and returns raw maps (N, H, W) on the images'
+device: signed, unless the method declares them non-negative (``signed_maps``). Maps are never min-max
+rescaled. Methods that attribute per input channel reduce the channels by summing them (which keeps
+completeness: the map sums to the total attribution); each method's docstring states its rule.
 """
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ class AttributionMethod:
     #: settings that name other configured models the method runs (their checkpoints become inputs
     #: of its jobs, which load them and ``bind_models``), e.g. robust_counterpart's "counterpart"
     model_settings: tuple[str, ...] = ()
+    #: whether the maps can hold negative values; False for maps non-negative by construction (a CAM
+    #: after its ReLU, RISE's weighted masks, a mask to delete). Box metrics with ``rescale: auto`` score
+    #: signed maps by their magnitude and min-max rescale non-negative ones (``robustxai.metrics.localisation``)
+    signed_maps = True
 
     def __init__(self, batch_size: int | str = 256) -> None:
         if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
@@ -60,6 +64,12 @@ class AttributionMethod:
     def compute(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The method itself: ``explain`` with an integer ``batch_size``."""
         raise NotImplementedError
+
+    @classmethod
+    def maps_signed(cls, settings: dict) -> bool:
+        """Whether maps of the method built with ``settings`` can hold negative values: ``signed_maps``,
+        unless a method whose maps depend on its settings says otherwise."""
+        return cls.signed_maps
 
     @classmethod
     def needed_models(cls, settings: dict) -> dict[str, str]:

@@ -56,6 +56,7 @@ class GradCAM(AttributionMethod):
     family = "cam"
 
     channel_rule = "none (a weighted sum of feature maps)"
+    signed_maps = False  # the ReLU, then bilinear upsampling (convex weights)
 
     def __init__(self, layer: str | None = None, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)

@@ -10,12 +10,17 @@ from __future__ import annotations
 from robustxai.attribution.base import AttributionMethod
 
 
+#: the base method when the settings name none
+DEFAULT_BASE = "smoothgrad"
+
+
 class RobustCounterpart(AttributionMethod):
-    """``base`` (a registered method name, with ``base_settings``) applied to the bound counterpart model."""
+    """``base`` (a registered method name, with ``base_settings``) applied to the bound counterpart model;
+    its maps are signed where the base method's are."""
 
     model_settings = ("counterpart",)
 
-    def __init__(self, counterpart: str, base: str = "smoothgrad", base_settings: dict | None = None,
+    def __init__(self, counterpart: str, base: str = DEFAULT_BASE, base_settings: dict | None = None,
                  batch_size: int | str = 256) -> None:
         from robustxai.attribution import make_method  # the registry imports this module
 
@@ -25,6 +30,14 @@ class RobustCounterpart(AttributionMethod):
         self._base = make_method(base, **{"batch_size": batch_size, **self.base_settings})
         super().__init__(batch_size)  # sets (and checks) the base method's batch size
         self.channel_rule, self.pass_kind, self.family = self._base.channel_rule, self._base.pass_kind, self._base.family
+        self.signed_maps = self._base.maps_signed(self.base_settings)
+
+    @classmethod
+    def maps_signed(cls, settings):
+        """The base method's answer for its ``base_settings``."""
+        from robustxai.attribution import method_class
+
+        return method_class(settings.get("base", DEFAULT_BASE)).maps_signed(settings.get("base_settings") or {})
 
     @property
     def batch_size(self) -> int | str:

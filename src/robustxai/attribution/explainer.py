@@ -19,6 +19,7 @@ class LearnedExplainer(AttributionMethod):
     channel_rule = "none (the branch's one-channel map; several channels are summed)"
     pass_kind = "forward"
     model_settings = ("explainer",)
+    signed_maps = False  # the branch ends in a ReLU
 
     def __init__(self, explainer: str | None = None, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)

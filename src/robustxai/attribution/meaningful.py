@@ -65,6 +65,7 @@ class MeaningfulPerturbation(AttributionMethod):
     family = "perturbation"
 
     channel_rule = "none (the mask covers all channels)"
+    signed_maps = False  # 1 - m, the mask m clamped to [0, 1]
 
     def __init__(self, iterations: int = 300, lr: float = 0.1, l1: float = 1e-4, tv: float = 1e-2,
                  tv_beta: float = 3.0, blur_sigma: float = 10.0, jitter: int = 4, mask_size: int | None = None,

@@ -85,6 +85,7 @@ class RISE(AttributionMethod):
 
     channel_rule = "none (masks cover all channels)"
     pass_kind = "forward"
+    signed_maps = False  # probabilities times masks in [0, 1]
 
     def __init__(self, masks: int = 4000, cells: int = 7, p_keep: float = 0.5, seed: int = 0,
                  batch_size: int | str = 256) -> None:
@@ -120,6 +121,7 @@ class RandomMap(AttributionMethod):
 
     channel_rule = "none"
     pass_kind = "forward"
+    signed_maps = False  # uniform [0, 1)
 
     def __init__(self, seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(batch_size)

@@ -41,6 +41,8 @@ class AlignmentTarget(SmoothGrad):
     channels by ``reduction`` (abs_mean, abs_sum, abs_max, square_mean) and scaled per image by
     ``normaliser`` (max, minmax, none). Paper settings: 50 samples, 0.15."""
 
+    signed_maps = False  # a magnitude, scaled by a positive factor
+
     def __init__(self, samples: int = 50, noise: float = 0.15, reduction: str = "abs_mean", normaliser: str = "max",
                  seed: int = 0, batch_size: int | str = 256) -> None:
         super().__init__(samples=samples, noise=noise, seed=seed, batch_size=batch_size)

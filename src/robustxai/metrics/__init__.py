@@ -32,4 +32,16 @@ def make_metric(name: str, **settings) -> Metric:
     return build(metric_class(name), "metric", name, settings)
 
 
-__all__ = ["METRICS", "Metric", "MetricBatch", "degenerate_maps", "make_metric", "metric_class"]
+def settings_for_method(metric: str, settings: dict, method: str, method_settings: dict) -> dict:
+    """The settings of the metric registered as ``metric`` for scoring the maps of the attribution
+    method registered as ``method`` with ``method_settings``: what the metric leaves to the maps (box
+    metrics' ``rescale: auto``, also when not given) decided by whether the method declares signed maps
+    (``AttributionMethod.maps_signed``); every other setting as in ``settings``. A new dict, so the
+    protocol is known, and recorded, before the job runs."""
+    from robustxai.attribution import method_class  # imports the method's module, not the others'
+
+    return metric_class(metric).settings_for_maps(settings, method_class(method).maps_signed(method_settings))
+
+
+__all__ = ["METRICS", "Metric", "MetricBatch", "degenerate_maps", "make_metric", "metric_class",
+           "settings_for_method"]

@@ -69,6 +69,16 @@ class Metric:
     #: the columns that score explainability, each -> whether higher is better (the aggregation
     #: ranks methods and compares models on these; other columns are diagnostics)
     higher_is_better: dict[str, bool] = {}
+    #: how each map is turned into what the metric scores (localisation's ``rescale``), recorded with its
+    #: tables; None for metrics that take maps as they are
+    rescale: str | None = None
+
+    @classmethod
+    def settings_for_maps(cls, settings: dict, signed: bool) -> dict:
+        """``settings`` (a config entry: may hold keys that are not the metric's) with the choices left to
+        the maps made for maps that can hold negative values (``signed``) or cannot; a new dict. Metrics
+        without such a choice return them unchanged."""
+        return dict(settings)
 
     def __call__(self, model: nn.Module | None, batch: MetricBatch) -> dict[str, torch.Tensor]:
         """Per-image values, column name -> (N,) tensor."""

@@ -4,12 +4,26 @@ None runs the model. Maps are cleaned with ``finite_maps`` first (see ``robustxa
 An image without a box (``MetricBatch.has_box``) gets NaN in every column, which every mean and
 statistic of the aggregation leaves out.
 
-Energy in box and box IoU follow their reference codes and min-max rescale each map first
-(``rescale: minmax``, the default), so a map's offset does not count: a map on a positive floor
-(RISE's) is scored like the same map on zero. ``rescale: none`` scores the raw map (its positive
-part). A constant map (flagged ``degenerate``) rescales to zero everywhere: no mass, no region.
-All three are computed for the whole batch at once: boxes are broadcast as row and column spans,
-connected components are labelled in one call.
+Energy in box and box IoU score a non-negative "mass" made of each map by ``rescale`` (``map_mass``):
+
+- ``minmax``: the map minus its minimum, i.e. min-max rescaled as CAM's (Zhou et al. 2016) and
+  Score-CAM's (Wang et al. 2020) reference codes do, so a map's offset does not count (a map on a
+  positive floor, RISE's, scores like the same map on zero). Right for non-negative maps only: it moves
+  a signed map's zero to mid-grey, and a signed map then scores like the random baseline.
+- ``abs``: the map's magnitude, |map|, as Quantus' AttributionLocalisation does by default
+  (``abs=True``; its implementation of Kohlbrenner et al. 2020): strong negative evidence counts too.
+- ``positive``: the map's positive part, max(map, 0): the positive relevance that Kohlbrenner et al.
+  2020's attribution localisation and Arras et al. 2022's relevance mass accuracy (CLEVR-XAI) count.
+- ``none``: the same as ``positive``, under the name the raw-map protocol had before issue 22.
+- ``auto`` (the default): ``abs`` for signed maps, ``minmax`` for non-negative ones. The workflow
+  decides it per method before the job runs (``robustxai.metrics.settings_for_method``, from the
+  method's ``signed_maps`` declaration), so tables record ``abs`` or ``minmax``; a metric called with
+  ``auto`` itself decides per map: a map with a negative value is scored by ``abs``, any other by ``minmax``.
+
+A map without mass (a constant map under minmax, no positive value under positive) scores the box's
+share of the image in energy in box and keeps no pixel in box IoU. All three metrics are computed for
+the whole batch at once: boxes are broadcast as row and column spans, connected components are
+labelled in one call.
 """
 from __future__ import annotations
 
@@ -20,8 +34,12 @@ import torch
 
 from robustxai.metrics.base import Metric, MetricBatch, finite_maps
 
-#: how energy in box and box IoU rescale each map before scoring it
-RESCALES = ("minmax", "none")
+#: how energy in box and box IoU make each map's mass before scoring it (see the module doc)
+RESCALES = ("auto", "minmax", "abs", "positive", "none")
+#: the protocol of ``rescale`` when a config does not name one
+DEFAULT_RESCALE = "auto"
+#: what ``auto`` becomes for maps that can hold negative values (True) and for non-negative ones (False)
+AUTO_RESCALE = {True: "abs", False: "minmax"}
 
 
 def check_rescale(rescale: str) -> str:
@@ -31,13 +49,21 @@ def check_rescale(rescale: str) -> str:
     return rescale
 
 
-def maps_and_range(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, H, W) maps cleaned by ``finite_maps`` (float32, NaN and +-inf -> 0; always a new tensor,
-    which callers may change in place) and each map's (N,) minimum and maximum (``amin`` and ``amax``:
-    on CPU both together take a fiftieth of ``aminmax``)."""
-    maps = finite_maps(maps)
-    flat = maps.flatten(1)
-    return maps, flat.amin(1), flat.amax(1)
+def map_mass(maps: torch.Tensor, rescale: str) -> torch.Tensor:
+    """(N, H, W) non-negative float32 mass of (N, H, W) maps under protocol ``rescale`` (one of
+    ``RESCALES``; the module doc gives each), the maps cleaned by ``finite_maps`` first (NaN, +-inf -> 0).
+    ``minmax`` only takes each map's minimum off: the division by its range cancels in the share of
+    energy in box and in box IoU's threshold relative to the maximum. A new tensor, which callers may
+    change in place."""
+    maps = finite_maps(maps)  # a new tensor: changed in place below
+    if rescale in ("positive", "none"):
+        return maps.clamp_min_(0)
+    if rescale == "abs":
+        return maps.abs_()
+    low = maps.flatten(1).amin(1).view(-1, 1, 1)
+    if rescale == "auto":  # per map: signed -> abs, non-negative -> minmax
+        return torch.where(low < 0, maps.abs(), maps - low)
+    return maps.sub_(low)
 
 
 @contextmanager
@@ -82,6 +108,24 @@ class BoxMetric(Metric):
                     for name, values in self.score(batch).items()}
 
 
+class RescaledBoxMetric(BoxMetric):
+    """A box metric that scores each map's mass under ``rescale`` (``map_mass``; the module doc)."""
+
+    def __init__(self, rescale: str = DEFAULT_RESCALE) -> None:
+        self.rescale = check_rescale(rescale)
+
+    @classmethod
+    def settings_for_maps(cls, settings, signed):
+        """``rescale: auto`` (also when not given) made ``abs`` for signed maps, ``minmax`` for non-negative ones."""
+        if settings.get("rescale", DEFAULT_RESCALE) != "auto":
+            return dict(settings)
+        return {**settings, "rescale": AUTO_RESCALE[signed]}
+
+    def mass(self, maps: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) non-negative mass of (N, H, W) maps under the metric's ``rescale`` (``map_mass``)."""
+        return map_mass(maps, self.rescale)
+
+
 class PointingGame(BoxMetric):
     """Hit (1.0) if the map's maximum (the first in raster order on ties) lies within ``tolerance``
     pixels of the box, else 0.0 (Zhang et al. 2018; TorchRay's 15 px). ``tolerance`` is given for
@@ -106,23 +150,19 @@ class PointingGame(BoxMetric):
         return {"pointing_game": (dx.pow(2) + dy.pow(2) <= radius ** 2 + 1e-9).float()}
 
 
-class EnergyInBox(BoxMetric):
-    """Share of the map's mass inside the box, in [0, 1]: Score-CAM's energy-based pointing game
-    (Wang et al. 2020, section 4.2), which min-max rescales each map first (``rescale: minmax``, the
-    default; a map plus a constant scores as the map). ``rescale: none`` takes the raw map's positive
-    part instead. A map with no mass (a constant map, or no positive value with ``none``) scores the
-    box's share of the image, as a uniform map does."""
+class EnergyInBox(RescaledBoxMetric):
+    """Share of the map's mass (``rescale``, see the module doc) inside the box, in [0, 1]: Score-CAM's
+    energy-based pointing game (Wang et al. 2020, section 4.2) with ``minmax``, which is ``auto``'s
+    choice for non-negative maps (a map plus a constant scores as the map); with ``abs`` or
+    ``positive``, the relevance mass ratio of Kohlbrenner et al. 2020 (Quantus' AttributionLocalisation)
+    and Arras et al. 2022 (relevance mass accuracy). A map without mass (a constant map under minmax,
+    no positive value under positive) scores the box's share of the image, as a uniform map does."""
 
     higher_is_better = {"energy_in_box": True}
 
-    def __init__(self, rescale: str = "minmax") -> None:
-        self.rescale = check_rescale(rescale)
-
     def score(self, batch: MetricBatch):
-        n, h, w = batch.maps.shape
-        maps = finite_maps(batch.maps)  # a new tensor: changed in place below
-        # min-max: the division by (max - min) cancels in the share, so only the minimum is taken off
-        mass = maps.sub_(maps.flatten(1).amin(1).view(n, 1, 1)) if self.rescale == "minmax" else maps.clamp_min_(0)
+        _, h, w = batch.maps.shape
+        mass = self.mass(batch.maps)
         rows, cols = box_spans(batch.boxes, h, w)
         # one pass over the maps: row sums inside the box's rows and over all rows, (N, 2, W)
         sums = torch.bmm(torch.stack([rows, torch.ones_like(rows)], 1), mass)
@@ -179,29 +219,29 @@ def boxes_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, inter / union.clamp_min(1e-30), 0.0)
 
 
-class BoxIoU(BoxMetric):
-    """Weakly-supervised localisation (Zhou et al. 2016, CAM): keep pixels at or above ``threshold``
-    (0.2) of the map, box the largest connected component, and report its IoU with the ground-truth
-    box and whether it is at least ``hit_iou`` (0.5). As CAM's reference code does, each map is
-    min-max rescaled first (``rescale: minmax``, the default), so the threshold is 20 % of the way
-    from the map's minimum to its maximum and a map plus a constant scores as the map; a constant map
-    keeps no pixel (IoU 0). ``rescale: none`` thresholds at ``threshold`` x the raw maximum (no
-    positive value: IoU 0), which keeps the whole image for a map on a positive floor."""
+class BoxIoU(RescaledBoxMetric):
+    """Weakly-supervised localisation (Zhou et al. 2016, CAM): keep the pixels whose mass (``rescale``,
+    see the module doc) is at least ``threshold`` (0.2) x the map's largest, box the largest connected
+    component, and report its IoU with the ground-truth box and whether it is at least ``hit_iou``
+    (0.5). With ``minmax``, as in CAM's reference code and ``auto``'s choice for non-negative maps, the
+    threshold is 20 % of the way from the map's minimum to its maximum and a map plus a constant scores
+    as the map; with ``abs`` it is 20 % of the largest magnitude, with ``positive`` of the largest
+    positive value. A map without mass (a constant map under minmax, no positive value under positive)
+    keeps no pixel (IoU 0)."""
 
     higher_is_better = {"box_iou": True}
 
-    def __init__(self, threshold: float = 0.2, hit_iou: float = 0.5, rescale: str = "minmax") -> None:
+    def __init__(self, threshold: float = 0.2, hit_iou: float = 0.5, rescale: str = DEFAULT_RESCALE) -> None:
         if not 0 <= threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        self.threshold, self.hit_iou, self.rescale = threshold, hit_iou, check_rescale(rescale)
+        super().__init__(rescale)
+        self.threshold, self.hit_iou = threshold, hit_iou
 
     def regions(self, maps: torch.Tensor) -> torch.Tensor:
         """(N, H, W) bool: the pixels kept of each (N, H, W) map."""
-        maps, low, high = maps_and_range(maps)
-        low, high = low.view(-1, 1, 1), high.view(-1, 1, 1)
-        if self.rescale == "minmax":  # a constant map divides 0 by 0: NaN, no pixel kept
-            return maps.sub_(low).div_(high - low) >= self.threshold
-        return (maps >= self.threshold * high) & (high > 0)
+        mass = self.mass(maps)
+        high = mass.flatten(1).amax(1).view(-1, 1, 1)
+        return (mass >= self.threshold * high) & (high > 0)
 
     def score(self, batch: MetricBatch):
         predicted = torch.from_numpy(largest_component_boxes(self.regions(batch.maps).cpu().numpy()))

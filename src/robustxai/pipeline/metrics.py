@@ -14,7 +14,7 @@ from tqdm import tqdm
 from robustxai.attribution.shards import read_shard
 from robustxai.config import METRIC_ENTRY_KEYS
 from robustxai.files import atomic_output
-from robustxai.integrity import read_arrow_table, stamp_table
+from robustxai.integrity import ABOUT_KEY, arrow_metadata, read_arrow_table, stamp_table
 from robustxai.data.splits import load_split
 from robustxai.metrics import MetricBatch, degenerate_maps, make_metric, metric_class
 from robustxai.metrics.base import has_box
@@ -46,7 +46,7 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike, about: dict | None
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     if about is not None:
         arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
-                                               b"robustxai": json.dumps(about, default=str).encode()})
+                                               ABOUT_KEY: json.dumps(about, default=str).encode()})
     with atomic_output(path) as tmp:
         pq.write_table(stamp_table(arrow), tmp)
 
@@ -54,8 +54,7 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike, about: dict | None
 def table_metadata(path: str | os.PathLike) -> dict:
     """What ``write_table`` stored about a metric table (empty for tables written without it); the
     table is read and verified, so a damaged one raises ``CorruptFileError`` naming it."""
-    metadata = read_arrow_table(path).schema.metadata or {}
-    return json.loads(metadata[b"robustxai"]) if b"robustxai" in metadata else {}
+    return arrow_metadata(read_arrow_table(path))
 
 
 def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_path: str, output_path: str,
@@ -65,7 +64,9 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
     (the model's probability of the target on the clean image), degenerate (constant or non-finite
     map), then the metric's own columns. ``checkpoint_path`` is needed by metrics that run the model;
     ``method_name`` and ``method_settings`` by those that recompute maps. ``metric_name`` is the
-    registered metric."""
+    registered metric. The table's metadata holds the metric, its ``settings`` and, for metrics that
+    rescale maps, the protocol used (``rescale``: as given, e.g. resolved for the method by
+    ``robustxai.metrics.settings_for_method``; "auto" left to the job means per map)."""
     cls = metric_class(metric_name)
     metric = make_metric(metric_name, **{k: v for k, v in settings.items() if k not in METRIC_ENTRY_KEYS})
     data = read_shards(shard_paths, settings.get("images"))
@@ -117,6 +118,8 @@ def metric_job(metric_name: str, settings: dict, shard_paths: list[str], split_p
     about = {"metric": metric_name, "settings": settings, "method": method_name,
              "ranking": ranking.as_dict() if ranking is not None else None, "tuning": current_mode(),
              "wall_seconds": wall, **provenance()}
+    if metric.rescale is not None:
+        about["rescale"] = metric.rescale
     if cls.needs_boxes:
         about["images_without_box"] = int((~has_box(boxes)).sum())
         if about["images_without_box"]:
