@@ -74,8 +74,50 @@ def test_roar_findings_are_inconclusive_when_the_anchor_did_not_learn_the_task()
     roar = roar_rows(PAPER_LIKE).assign(model_test_accuracy=0.96)
     assert [f.verdict for f in check_explainer_findings(roar, None, None, CATALOGUE, ALIGNMENTS, [])[:3]] == \
         ["reproduced"] * 3  # anchors at 0.95
+    roar.loc[roar["fraction"] == 0, "accuracy"] = 0.9  # 6 points short: more than the 5 allowed
+    assert [f.verdict for f in check_explainer_findings(roar, None, None, CATALOGUE, ALIGNMENTS, [])[:3]] == \
+        ["inconclusive"] * 3
     roar.loc[roar["fraction"] == 0, "accuracy"] = 0.2  # a retraining that stays near chance
     findings = check_explainer_findings(roar, None, None, CATALOGUE, ALIGNMENTS, [])
     assert [f.verdict for f in findings[:3]] == ["inconclusive"] * 3
     assert "would be reproduced, but ROAR's retraining is too short" in findings[0].evidence[-1]
     assert "ex_robust 0.200 vs the model's own 0.960" in findings[0].evidence[-1]
+
+
+def road_rows(values):
+    return pd.DataFrame([{"model": m, "method": method, "metric": "road", "column": "road_morf", "value": v}
+                         for (m, method), v in values.items()])
+
+
+def test_a_leaking_cell_does_not_count_and_road_decides_where_a_needed_cell_leaks():
+    # occlusion beats the explainer in ROAR at 0.8 but its mask leaks: left out, the explainer is lowest
+    roar = roar_rows({**PAPER_LIKE, ("ex_robust", "occlusion"): [0.79, 0.50]})
+    leaks = (roar["method"] == "occlusion") & (roar["fraction"] == 0.8)
+    sanity = sanity_rows({("ex_robust", "explainer"): 0.2, ("ex_robust", "gradient"): 0.9})
+    findings = check_explainer_findings(roar.assign(confounded=leaks), LATENCY, sanity, CATALOGUE, ALIGNMENTS,
+                                        ["sanity_last_block"])
+    assert findings[0].verdict == "reproduced"
+    assert "occlusion 0.500 [mask leaks: not counted]" in "\n".join(findings[0].evidence)
+    # the explainer's own cell leaks: ROAD MoRF (lower = better) decides, here against it
+    leaks = (roar["method"] == "explainer") & (roar["fraction"] == 0.8)
+    road = road_rows({("ex_robust", m): v for m, v in [("explainer", 0.30), ("occlusion", 0.20), ("gradient", 0.5),
+                                                          ("random", 0.6), ("smoothgrad_of_robust", 0.4),
+                                                          ("gradient_blurred", 0.7)]})
+    findings = check_explainer_findings(roar_rows(PAPER_LIKE).assign(confounded=leaks), LATENCY,
+                                        pd.concat([sanity, road]), CATALOGUE, ALIGNMENTS, ["sanity_last_block"])
+    assert findings[0].verdict == "not reproduced"
+    assert "ROAD MoRF (headline where masks leak" in "\n".join(findings[0].evidence)
+    # (c): the standard explainer's cell leaks, ROAD of the two explainers decides
+    road = road_rows({("ex_robust", "explainer"): 0.30, ("ex_standard", "explainer"): 0.25})
+    assert check_explainer_findings(roar_rows(PAPER_LIKE).assign(confounded=leaks), None, road, CATALOGUE,
+                                    ALIGNMENTS, [])[2].verdict == "not reproduced"
+
+
+def test_failed_leakage_controls_are_reported_with_the_roar_findings():
+    leakage = pd.DataFrame([{"model": "ex_robust", "method": "true_objects", "control": "positive", "fraction": 0.8,
+                             "accuracy": 0.2, "chance": 0.12, "leaked": False, "as_expected": False},
+                            {"model": "ex_robust", "method": "random", "control": "negative", "fraction": 0.8,
+                             "accuracy": 0.1, "chance": 0.12, "leaked": False, "as_expected": True}])
+    findings = check_explainer_findings(roar_rows(PAPER_LIKE), None, None, CATALOGUE, ALIGNMENTS, [], leakage)
+    text = "\n".join(findings[0].evidence)
+    assert "positive control on ex_robust at 0.8: leaked False" in text and "negative control" not in text

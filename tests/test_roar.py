@@ -9,8 +9,8 @@ import yaml
 from robustxai.config import ConfigError, attribution_jobs, resolve_attribution, resolve_roar, roar_recipe
 from robustxai.metrics.ranking import RankingPolicy
 from robustxai.roar.leakage import chance_level, leakage_verdict, mask_inputs, wilson_interval
-from robustxai.roar.removal import blur_maps, channel_mean, remove_top
-from robustxai.roar.table import roar_table
+from robustxai.roar.removal import blur_maps, channel_mean, object_maps, object_share_removed, remove_top
+from robustxai.roar.table import leakage_table, roar_table
 from robustxai.training.algorithms import VanillaTraining
 from robustxai.training.loop import TrainingSettings, train
 from robustxai.models.wrapper import build_classifier
@@ -110,7 +110,36 @@ def test_roar_table_means_repeats_and_puts_the_anchor_and_control_beside_them():
     assert not table.loc[("random", 0.5)]["confounded"]
     anchor = table.loc[("gradient", 0.0)]
     assert anchor["accuracy"] == pytest.approx(0.91) and anchor["model_test_accuracy"] == 0.95
-    assert np.isnan(gradient["model_test_accuracy"])
+    assert anchor["anchor_gap"] == pytest.approx(0.04) and anchor["accuracy_sd"] == pytest.approx(np.std([0.9, 0.92], ddof=1))
+    assert np.isnan(gradient["model_test_accuracy"]) and np.isnan(gradient["anchor_gap"])
+    assert gradient["accuracy_sd"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+
+
+def test_leakage_table_puts_the_controls_first_and_says_whether_each_answered_as_it_must():
+    payload = lambda method, control, leaked: {"model": "m", "method": method, "control": control,  # noqa: E731
+                                               "fraction": 0.2, "accuracy": 0.5, "accuracy_low": 0.4, "chance": 0.1,
+                                               "leaked": leaked}
+    table = leakage_table([payload("gradient", "cell", True), payload("random", "negative", True),
+                           payload("true_objects", "positive", True)])
+    assert list(table["method"]) == ["true_objects", "random", "gradient"]
+    assert list(table["expected"]) == [True, False, None] and list(table["as_expected"]) == [True, False, None]
+    # the positive control is not a ROAR row: it never marks a cell confounded
+    cells = [_cell("m", "unmodified", 0.0, 0, 0.9), _cell("m", "gradient", 0.2, 0, 0.6, "gradient")]
+    objects = {**payload("gradient", "positive", True), "method": "gradient"}
+    assert not roar_table(cells, [objects]).set_index("fraction").loc[0.2, "confounded"]
+
+
+def test_object_maps_and_the_share_of_the_objects_removed():
+    boxes = torch.tensor([[1, 0, 3, 2], [-1, -1, -1, -1]])
+    maps = object_maps(boxes, None, 4, 4)
+    assert maps[0].tolist() == [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]] and maps[1].sum() == 0
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0] = True
+    assert object_maps(boxes, masks, 4, 4)[0].sum() == 1  # masks win over boxes
+    removed = torch.zeros(2, 3, 4, 4, dtype=torch.bool)
+    removed[0, 0, 0, 1] = True  # one channel of one of the 4 object pixels
+    assert object_share_removed(removed, maps) == 0.25
+    assert np.isnan(object_share_removed(removed, torch.zeros(2, 4, 4)))
 
 
 def smoke_config():
@@ -122,9 +151,13 @@ def test_roar_config_resolves_rows_splits_and_map_jobs():
     attribution = resolve_attribution(config)
     roar = resolve_roar(config, attribution)
     assert set(roar["entries"]) == {"gradcam", "random", "gradcam_blurred"}
-    assert roar["entries"]["gradcam_blurred"] == {"method": "gradcam", "blur_sigma": 1.0, "models": ["vgg-vanilla"]}
+    assert roar["entries"]["gradcam_blurred"] == {"method": "gradcam", "blur_sigma": 1.0, "models": ["vgg-vanilla"],
+                                                  "control": None}
+    assert roar["entries"]["random"]["control"] == "negative"  # the random baseline: the negative leakage control
     assert roar["fractions"] == [0.5] and roar["models"] == ["vgg-vanilla"]
-    assert roar["ranking"] == {"ranking": "pixel", "reduction": "sum", "tie_break_seed": 0}
+    # one ranking rule for every method: by magnitude
+    assert roar["ranking"] == {"ranking": "pixel", "reduction": "abs_sum", "tie_break_seed": 0}
+    assert roar["leakage"] == {"training": {"epochs": 2}, "margin": 0.05, "positive_control": True}
     # the test split follows the attribution section's shards (20 images each), the train split ROAR's
     assert roar["splits"] == {"train": {"images": 600, "images_per_shard": 600, "shards": 1},
                               "test": {"images": 40, "images_per_shard": 20, "shards": 2}}
@@ -226,3 +259,49 @@ def test_roar_job_writes_its_cell_and_a_killed_retraining_resumes_to_the_same_re
     assert resumed["accuracy"] == whole["accuracy"]  # epoch 1 kept, epoch 2 rerun from its start
     assert [row["loss"] for row in resumed["history"]] == [row["loss"] for row in whole["history"]]
     assert not (tmp_path / "cell.resume").exists()
+
+
+def _write_bar_split(tmp_path, name, count, generator):
+    """Class 0: a horizontal bar, class 1: a vertical bar, at random places (masks and boxes stored);
+    random maps in shards beside it."""
+    from robustxai.attribution.shards import AttributionShard, write_shard
+    from robustxai.data.splits import ImageSplit, boxes_from_masks, save_split
+
+    labels = np.arange(count) % 2
+    masks = np.zeros((count, 16, 16), bool)
+    for i, label in enumerate(labels):
+        row, col = generator.integers(0, 10, size=2)
+        if label == 0:
+            masks[i, row + 2:row + 5, 1:15] = True
+        else:
+            masks[i, 1:15, col + 2:col + 5] = True
+    images = generator.integers(0, 60, size=(count, 16, 16, 3), dtype=np.uint8)
+    images[masks] = 220
+    save_split(ImageSplit(images, labels, boxes_from_masks(masks), ["across", "down"], masks=masks),
+               tmp_path / f"{name}.h5")
+    maps = generator.random((count, 16, 16)).astype(np.float32)
+    path = tmp_path / name / "shard-0.h5"
+    write_shard(AttributionShard(maps, np.arange(count), labels, labels, np.full((count, 2), 0.5, np.float32)), path)
+    return str(tmp_path / f"{name}.h5"), [str(path)]
+
+
+def test_the_leakage_job_flags_its_positive_control_and_not_random_masks(tmp_path):
+    from robustxai.pipeline.roar import leakage_job
+
+    torch.set_num_threads(1)
+    generator = np.random.default_rng(0)
+    train_path, train_maps = _write_bar_split(tmp_path, "train", 400, generator)
+    test_path, test_maps = _write_bar_split(tmp_path, "test", 160, generator)
+    recipe = {"arch": "cifar_vgg_tiny", "arch_args": {}, "num_classes": 2, "mean": [0.5] * 3, "std": [0.25] * 3,
+              "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "warmup_epochs": 0.5, "translate": 0, "seed": 0}}
+    common = dict(fraction=0.1, recipe=recipe, ranking={"ranking": "pixel", "reduction": "abs_sum", "tie_break_seed": 0},
+                  splits={"train": {"images": 400}, "test": {"images": 160}}, margin=0.05, train_path=train_path,
+                  test_path=test_path, train_maps=train_maps, test_maps=test_maps, device=torch.device("cpu"))
+    positive = leakage_job("m", "true_objects", {"method": None, "blur_sigma": None, "maps": "objects",
+                                                 "control": "positive"}, output_path=str(tmp_path / "p.json"), **common)
+    negative = leakage_job("m", "random", {"method": "random", "blur_sigma": None, "control": "negative"},
+                           output_path=str(tmp_path / "n.json"), **common)
+    assert positive["control"] == "positive" and positive["leaked"] and positive["accuracy"] > 0.9
+    # 0.1 of 256 pixels = 26 of each bar's 42: the removal stays inside the object
+    assert positive["object_removed_share"] == pytest.approx(26 / 42)
+    assert negative["control"] == "negative" and not negative["leaked"] and negative["accuracy"] < 0.7

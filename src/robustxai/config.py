@@ -434,10 +434,14 @@ def resolve_metrics(config: dict, attribution: dict | None) -> dict | None:
     return canonical(resolved)
 
 
+def explainer_models(config: dict) -> list[str]:
+    """The trained models with an explainer branch (``algorithm: explainer``), in config order."""
+    return [name for name in models_by_source(config, "train") if config["models"][name].get("algorithm") == "explainer"]
+
+
 def explainer_twins(config: dict) -> list[str]:
     """The models whose alignment targets trained explainer models learn (their ``explainer.twin``)."""
-    return sorted({resolve_model(config, name)["explainer"]["twin"] for name in models_by_source(config, "train")
-                   if config["models"][name].get("algorithm") == "explainer"})
+    return sorted({resolve_model(config, name)["explainer"]["twin"] for name in explainer_models(config)})
 
 
 def resolve_alignment(config: dict) -> dict | None:
@@ -459,10 +463,12 @@ def resolve_alignment(config: dict) -> dict | None:
     return canonical(section)
 
 
-ROAR_DEFAULTS = {"fractions": [0.2, 0.4, 0.6, 0.8], "repeats": 1, "ranking": "pixel", "reduction": "sum",
+ROAR_DEFAULTS = {"fractions": [0.2, 0.4, 0.6, 0.8], "repeats": 3, "ranking": "pixel", "reduction": "abs_sum",
                  "tie_break_seed": 0, "images_per_shard": 5000, "train_images": None, "test_images": None,
                  "training": {}, "leakage": {}, "blur": None}
-LEAKAGE_DEFAULTS = {"training": {}, "margin": 0.05}
+LEAKAGE_DEFAULTS = {"training": {}, "margin": 0.05, "positive_control": True}
+#: the positive control of the mask-only check: removal ranked by the true objects (masks, else boxes)
+TRUE_OBJECTS = "true_objects"
 #: the ROAR splits: the retrained model learns the modified train split and is tested on the test split
 ROAR_SPLITS = ("train", "test")
 #: the name of the ROAR anchor (fraction 0: unmodified images) in ROAR paths and tables
@@ -477,7 +483,8 @@ def fraction_label(fraction: float) -> str:
 
 def resolve_roar(config: dict, attribution: dict | None) -> dict | None:
     """The roar section, or None if absent: ``entries`` (ROAR row name -> ``method`` (attribution
-    method), ``blur_sigma`` (None, or the blur control's sigma) and ``models``), ``models`` (every
+    method), ``blur_sigma`` (None, or the blur control's sigma), ``models`` and ``control`` ("negative"
+    for the random baseline, whose mask-only control must not flag leakage; else None)), ``models`` (every
     explained model), ``fractions``, ``repeats``, ``ranking`` (rank_pixels policy), ``training`` (overrides
     of each model's recipe), ``leakage``, and ``splits``: per ROAR split its ``images`` (used),
     ``images_per_shard`` (the attribution section's where it covers that split) and ``shards``."""
@@ -499,7 +506,8 @@ def resolve_roar(config: dict, attribution: dict | None) -> dict | None:
         if unexplained:
             raise ConfigError(f"config.roar.methods.{name}: {unexplained} are not explained by '{name}' in the "
                               "attribution section (its 'models')")
-        entries[name] = {"method": name, "blur_sigma": None, "models": list(models)}
+        entries[name] = {"method": name, "blur_sigma": None, "models": list(models),
+                         "control": "negative" if method_name(name, attribution["methods"][name]) == "random" else None}
     registered = {name: method_name(name, attribution["methods"][name]) for name in entries}
     if "random" not in registered.values():
         raise ConfigError("config.roar.methods: add the random baseline (a method 'random'), the reference every "
@@ -512,9 +520,10 @@ def resolve_roar(config: dict, attribution: dict | None) -> dict | None:
         for name in blurred:
             if name + BLURRED_SUFFIX in entries:
                 raise ConfigError(f"config.roar: '{name}{BLURRED_SUFFIX}' names both a method and the blur control of '{name}'")
-            entries[name + BLURRED_SUFFIX] = {**entries[name], "blur_sigma": section["blur"]["sigma"]}
-    if UNMODIFIED in entries:
-        raise ConfigError(f"config.roar.methods: '{UNMODIFIED}' names the anchor (unmodified images); rename the method")
+            entries[name + BLURRED_SUFFIX] = {**entries[name], "blur_sigma": section["blur"]["sigma"], "control": None}
+    for reserved, what in ((UNMODIFIED, "the anchor (unmodified images)"), (TRUE_OBJECTS, "the leakage check's positive control")):
+        if reserved in entries:
+            raise ConfigError(f"config.roar.methods: '{reserved}' names {what}; rename the method")
     fractions = sorted(set(float(f) for f in section["fractions"]))
     sizes = split_sizes(config["dataset"])
     splits = {}

@@ -36,6 +36,7 @@ from robustxai.config import (
     resolve_roar,
     roar_recipe,
     split_names,
+    TRUE_OBJECTS,
     UNMODIFIED,
     validate_config,
 )
@@ -344,10 +345,34 @@ def roar_cells():
     return cells
 
 
+def positive_leakage_control():
+    """The mask-only control's positive control, a removal ranked by the true objects (which must be
+    flagged), as a ROAR entry; None when switched off or a ROAR split has no boxes to rank by."""
+    kind = dataset_kind(DATASET["kind"])
+    if not ROAR["leakage"]["positive_control"] or not all(kind.has_boxes(DATASET, split) for split in ROAR["splits"]):
+        return None
+    return {"method": None, "blur_sigma": None, "maps": "objects", "control": "positive", "models": ROAR["models"]}
+
+
+def leakage_entries():
+    """The rows of the mask-only control, name -> ROAR entry: every ROAR entry (the random baseline is the
+    negative control) and, where the splits have boxes, the positive control (``TRUE_OBJECTS``)."""
+    positive = positive_leakage_control()
+    return {**ROAR["entries"], **({TRUE_OBJECTS: positive} if positive else {})}
+
+
+def leakage_cells():
+    """Every mask-only control as {model, method, fraction (label)}: each leakage entry's models x fractions."""
+    if ROAR is None:
+        return []
+    return [{"model": model, "method": name, "fraction": fraction_label(fraction)}
+            for name, entry in leakage_entries().items() for model in entry["models"] for fraction in ROAR["fractions"]]
+
+
 def roar_map_inputs(wildcards):
     """The map shards a ROAR job reads: its method's maps of the ROAR images of the train and test
-    splits (none for the unmodified anchor)."""
-    if wildcards.method == UNMODIFIED:
+    splits (none for the unmodified anchor and the positive leakage control, which ranks by the objects)."""
+    if wildcards.method in (UNMODIFIED, TRUE_OBJECTS):
         return {"train_maps": [], "test_maps": []}
     method = ROAR["entries"][wildcards.method]["method"]
     return {f"{split}_maps": shard_paths(split, wildcards.model, method, plan["shards"])
@@ -355,15 +380,15 @@ def roar_map_inputs(wildcards):
 
 
 def roar_entry(wildcards):
-    """The ROAR row a job computes: method, blur_sigma and models (the anchor: no method)."""
+    """The ROAR row a job computes: method, blur_sigma and control (the anchor: no method)."""
     if wildcards.method == UNMODIFIED:
         return {"method": None, "blur_sigma": None}
-    return {key: value for key, value in ROAR["entries"][wildcards.method].items() if key != "models"}
+    return {key: value for key, value in leakage_entries()[wildcards.method].items() if key != "models"}
 
 
 def roar_outputs():
     """The ROAR table and plot (none without a roar section)."""
-    return [] if ROAR is None else [f"{R}/tables/roar.csv", f"{R}/plots/roar.png"]
+    return [] if ROAR is None else [f"{R}/tables/roar.csv", f"{R}/tables/roar_leakage.csv", f"{R}/plots/roar.png"]
 
 
 def explainer_alignments():
@@ -393,6 +418,7 @@ def explainer_findings_inputs():
     inputs = {"per_image": f"{R}/tables/per_image.parquet"}
     if ROAR is not None:
         inputs["roar"] = f"{R}/tables/roar.csv"
+        inputs["roar_leakage"] = f"{R}/tables/roar_leakage.csv"
     if LATENCY is not None:
         inputs["latency"] = f"{R}/tables/latency.csv"
     return inputs

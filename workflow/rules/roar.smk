@@ -2,7 +2,8 @@
 # fraction, repeat) retrains a fresh model on the train split with the top fraction of pixels (by the
 # method's maps of the explained model) replaced by the train mean, and tests it on the test split
 # modified alike; the unmodified anchor (fraction 0) once per (model, repeat). Next to every cell the
-# mask-only control trains a classifier on the removal masks alone. A job depends on its model's
+# mask-only control trains a classifier on the removal masks alone, with the cell's recipe; its positive
+# control ranks by the true objects (true_objects: must be flagged), random is its negative control. A job depends on its model's
 # recipe, its method's maps and its own fraction / repeat, so adding a method or fraction adds only
 # its jobs, and a killed retraining resumes from its last epoch.
 if ROAR is not None:
@@ -51,7 +52,7 @@ if ROAR is not None:
             leakage_path(),
         wildcard_constraints:
             model=names_regex(ROAR["models"]),
-            method=names_regex(list(ROAR["entries"])),
+            method=names_regex(list(leakage_entries())),
             fraction=r"[0-9.]+",
         params:
             entry=roar_entry,
@@ -77,11 +78,12 @@ if ROAR is not None:
     rule roar_table:
         input:
             cells=[roar_path(**cell) for cell in roar_cells()],
-            leakage=[leakage_path(c["model"], c["method"], c["fraction"]) for c in roar_cells()
-                     if c["method"] != UNMODIFIED and c["repeat"] == 0],
+            leakage=[leakage_path(**cell) for cell in leakage_cells()],
             evaluations=[evaluation_path(model) for model in ROAR["models"]],
         output:
             table=report(f"{R}/tables/roar.csv", caption="../report/roar.rst", category="7. Learned explainer"),
+            leakage=report(f"{R}/tables/roar_leakage.csv", caption="../report/roar_leakage.rst",
+                           category="7. Learned explainer"),
             plot=report(f"{R}/plots/roar.png", caption="../report/roar.rst", category="7. Learned explainer"),
         params:
             models=ROAR["models"],

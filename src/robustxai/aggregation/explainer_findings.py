@@ -4,7 +4,11 @@ numbers that decide it.
 
 Decision rules. "The explainer" is a method of family "learned" on a model whose alignment is
 robust (a), or each explainer model (c, d, e). ROAR accuracies are means over repeats of the final
-epoch's test accuracy (lower = more faithful); blurred controls are left out of the orderings.
+epoch's test accuracy (lower = more faithful), pixels ranked by each map's magnitude; blurred controls
+are left out of the orderings. A ROAR cell whose mask-only control flags leakage (``confounded``, see
+tables/roar_leakage.csv) does not count: a comparison that needs it is decided by ROAD instead (mean
+per-image MoRF area, ``road_morf``, lower = more faithful; it needs no retraining, so masks cannot
+leak into it), and the finding says so.
 (a) at the largest fraction the explainer's accuracy is the lowest of every method on its model;
 (b) the robust twin's SmoothGrad (``robust_counterpart``) is below the model's own saliency
 (``gradient``) at every fraction above 0, on every model that has both; (c) at the largest fraction
@@ -12,8 +16,9 @@ the robust-aligned explainer's accuracy is below the standard-aligned one's; (d)
 batch-1 latency is below every other method's (but the random baseline's) on each explainer model; (e) after last-block randomisation the
 explainer's maps change (mean |Spearman| with the original maps below 0.5) while every
 gradient-family method's do not (at least 0.5). A finding whose inputs are missing is
-"inconclusive", and so are (a) to (c) when ROAR's unmodified anchor retrains to more than 0.1 below
-its model's own test accuracy (the retraining is too short to read drops from). Differences of about one point of accuracy are within seed noise for one repeat.
+"inconclusive", and so are (a) to (c) when ROAR's unmodified anchor retrains to more than 0.05 below
+its model's own test accuracy (a retraining that cannot learn the task measures nothing). The spread
+over repeats (sd) is shown beside each mean.
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from robustxai.aggregation.findings import INCONCLUSIVE, NOT_REPRODUCED, REPRODU
 CHANGED_BELOW = 0.5
 #: how far below the explained model's own test accuracy ROAR's unmodified anchor may fall before the
 #: retraining counts as too short to read drops from
-ANCHOR_GAP = 0.1
+ANCHOR_GAP = 0.05
+#: the per-image column that decides a comparison whose ROAR cells leak (ROAD MoRF area, lower = better)
+ROAD_HEADLINE = "road_morf"
 
 
 def _anchor_problem(roar: pd.DataFrame | None) -> str | None:
@@ -47,8 +54,38 @@ def _roar_methods(roar: pd.DataFrame) -> pd.DataFrame:
     return roar[(roar["fraction"] > 0) & ~roar["method"].str.endswith("_blurred")]
 
 
-def lowest_roar_finding(roar: pd.DataFrame | None, families: dict[str, str], alignments: dict[str, str]) -> Finding:
-    """(a) the robust-aligned explainer has the lowest ROAR accuracy at the largest fraction."""
+def road_scores(per_image: pd.DataFrame | None) -> dict[tuple[str, str], float]:
+    """(model, method) -> mean per-image ROAD MoRF area (``ROAD_HEADLINE``, lower = more faithful); {}
+    without ROAD rows."""
+    if per_image is None or "column" not in per_image:
+        return {}
+    rows = per_image[per_image["column"] == ROAD_HEADLINE]
+    return {key: float(value) for key, value in rows.groupby(["model", "method"], sort=False)["value"].mean().items()}
+
+
+def _roar_text(row) -> str:
+    spread = f" (sd {_fmt(row.accuracy_sd)})" if pd.notna(getattr(row, "accuracy_sd", float("nan"))) else ""
+    return f"{row.method} {_fmt(row.accuracy)}{spread}{' [mask leaks: not counted]' if row.confounded else ''}"
+
+
+def _road_lowest(finding: Finding, road: dict, model: str, methods: list[str], wanted: set[str]) -> bool | None:
+    """Whether one of ``wanted`` has the lowest ROAD MoRF of ``methods`` on ``model`` (evidence added), or
+    None where ROAD lacks one of them."""
+    scores = {method: road.get((model, method)) for method in methods}
+    if any(v is None for v in scores.values()) or not wanted & set(scores):
+        finding.evidence.append(f"{model}: ROAD MoRF needed but missing for "
+                                f"{sorted(m for m, v in scores.items() if v is None)}")
+        return None
+    ordered = sorted(scores.items(), key=lambda item: item[1])
+    finding.evidence.append(f"{model}, ROAD MoRF (headline where masks leak; lower = more faithful): " + ", ".join(
+        f"{method} {_fmt(value)}" for method, value in ordered))
+    return ordered[0][0] in wanted
+
+
+def lowest_roar_finding(roar: pd.DataFrame | None, families: dict[str, str], alignments: dict[str, str],
+                        road: dict | None = None) -> Finding:
+    """(a) the robust-aligned explainer has the lowest ROAR accuracy at the largest fraction (ROAD where
+    the explainer's cell leaks; leaking cells of other methods are left out)."""
     finding = Finding("a", "At the largest fraction removed, the learned explainer has the lowest ROAR accuracy, "
                            "below occlusion and the robust twin's SmoothGrad.", INCONCLUSIVE)
     rows = pd.DataFrame() if roar is None else _roar_methods(roar)
@@ -57,21 +94,29 @@ def lowest_roar_finding(roar: pd.DataFrame | None, families: dict[str, str], ali
     for model in models:
         part = rows[rows["model"] == model]
         last = part[part["fraction"] == part["fraction"].max()].sort_values("accuracy")
-        learned = last[last["method"].map(families).eq("learned")]
-        if learned.empty or len(last) < 2:
+        learned = set(last.loc[last["method"].map(families).eq("learned"), "method"])
+        if not learned or len(last) < 2:
             continue
         finding.evidence.append(f"{model} at {last['fraction'].iloc[0]:g}: " + ", ".join(
-            f"{r.method} {_fmt(r.accuracy)}{' (mask leaks)' if r.confounded else ''}" for r in last.itertuples()))
-        checked.append(last["method"].iloc[0] in set(learned["method"]))
+            _roar_text(r) for r in last.itertuples()))
+        clean = last[~last["confounded"]]
+        if learned <= set(clean["method"]) and len(clean) >= 2:
+            checked.append(clean["method"].iloc[0] in learned)
+        else:
+            checked.append(_road_lowest(finding, road or {}, model, list(last["method"]), learned))
+    checked = [c for c in checked if c is not None]
     if not checked:
-        finding.evidence.append("needs ROAR of a robust-aligned explainer model with its explainer and other methods")
+        finding.evidence.append("needs ROAR of a robust-aligned explainer model with its explainer and other methods "
+                                "(or, where its cells leak, their ROAD)")
         return finding
     finding.verdict = REPRODUCED if all(checked) else NOT_REPRODUCED
     return finding
 
 
-def robust_attribution_finding(roar: pd.DataFrame | None, registered: dict[str, str]) -> Finding:
-    """(b) the robust twin's SmoothGrad is below the model's own saliency at every fraction."""
+def robust_attribution_finding(roar: pd.DataFrame | None, registered: dict[str, str], road: dict | None = None
+                               ) -> Finding:
+    """(b) the robust twin's SmoothGrad is below the model's own saliency at every fraction (fractions
+    where either cell leaks are left out; ROAD decides a model where all do)."""
     finding = Finding("b", "The robust twin's SmoothGrad (robust attribution) is more faithful than the model's own "
                            "saliency at every fraction.", INCONCLUSIVE)
     rows = pd.DataFrame() if roar is None else _roar_methods(roar)
@@ -81,12 +126,19 @@ def robust_attribution_finding(roar: pd.DataFrame | None, registered: dict[str, 
         robust, saliency = part[kinds == "robust_counterpart"], part[kinds == "gradient"]
         if robust.empty or saliency.empty:
             continue
-        both = robust.groupby("fraction")["accuracy"].mean().to_frame("robust").join(
-            saliency.groupby("fraction")["accuracy"].mean().rename("saliency"), how="inner")
+        both = robust.merge(saliency, on="fraction", suffixes=("_robust", "_saliency")).set_index("fraction")
+        counted = 0
         for fraction, r in both.iterrows():
-            finding.evidence.append(f"{model} at {fraction:g}: robust attribution {_fmt(r.robust)} vs saliency "
-                                    f"{_fmt(r.saliency)}")
-            checked.append(r.robust < r.saliency)
+            leaks = bool(r.confounded_robust or r.confounded_saliency)
+            finding.evidence.append(f"{model} at {fraction:g}: robust attribution {_fmt(r.accuracy_robust)} vs "
+                                    f"saliency {_fmt(r.accuracy_saliency)}{' [mask leaks: not counted]' if leaks else ''}")
+            if not leaks:
+                checked.append(r.accuracy_robust < r.accuracy_saliency)
+                counted += 1
+        if not counted:
+            methods = [robust["method"].iloc[0], saliency["method"].iloc[0]]
+            checked.append(_road_lowest(finding, road or {}, model, methods, {methods[0]}))
+    checked = [c for c in checked if c is not None]
     if not checked:
         finding.evidence.append("needs ROAR rows of a robust_counterpart method and of gradient on one model")
         return finding
@@ -94,8 +146,10 @@ def robust_attribution_finding(roar: pd.DataFrame | None, registered: dict[str, 
     return finding
 
 
-def alignment_finding(roar: pd.DataFrame | None, families: dict[str, str], alignments: dict[str, str]) -> Finding:
-    """(c) robust alignment is more faithful than standard alignment at the largest fraction."""
+def alignment_finding(roar: pd.DataFrame | None, families: dict[str, str], alignments: dict[str, str],
+                      road: dict | None = None) -> Finding:
+    """(c) robust alignment is more faithful than standard alignment at the largest fraction (ROAD of the
+    explainers where a needed cell leaks)."""
     finding = Finding("c", "Robust alignment gives a more faithful explainer than standard alignment.", INCONCLUSIVE)
     rows = pd.DataFrame() if roar is None else _roar_methods(roar)
     if len(rows):
@@ -104,10 +158,19 @@ def alignment_finding(roar: pd.DataFrame | None, families: dict[str, str], align
         finding.evidence.append("needs ROAR of the explainer method on a robust-aligned and a standard-aligned model")
         return finding
     last = rows[rows["fraction"] == rows["fraction"].max()]
-    means = last.groupby(last["model"].map(alignments))["accuracy"].mean()
     finding.evidence.append(f"at {last['fraction'].iloc[0]:g}: " + ", ".join(
-        f"{r.model} ({alignments[r.model]}) {_fmt(r.accuracy)}" for r in last.itertuples()))
-    finding.verdict = REPRODUCED if means["robust"] < means["standard"] else NOT_REPRODUCED
+        f"{r.model} ({alignments[r.model]}) {_roar_text(r)}" for r in last.itertuples()))
+    if not last["confounded"].any():
+        means = last.groupby(last["model"].map(alignments))["accuracy"].mean()
+        finding.verdict = REPRODUCED if means["robust"] < means["standard"] else NOT_REPRODUCED
+        return finding
+    scores = {alignments[r.model]: (road or {}).get((r.model, r.method)) for r in last.itertuples()}
+    if any(v is None for v in scores.values()):
+        finding.evidence.append("a needed ROAR cell leaks and ROAD of the explainers is missing")
+        return finding
+    finding.evidence.append("ROAD MoRF of the explainers (headline where masks leak; lower = more faithful): "
+                            + ", ".join(f"{alignment} {_fmt(v)}" for alignment, v in scores.items()))
+    finding.verdict = REPRODUCED if scores["robust"] < scores["standard"] else NOT_REPRODUCED
     return finding
 
 
@@ -157,17 +220,36 @@ def last_block_finding(per_image: pd.DataFrame | None, metrics: list[str], famil
     return finding
 
 
+def _unseen_leaks(leakage: pd.DataFrame | None) -> str | None:
+    """What the leakage check's own controls say against it (a positive control not flagged: a leak there
+    would go unseen; a negative one flagged: the check flags clean masks), or None."""
+    if leakage is None or "as_expected" not in leakage:
+        return None
+    wrong = leakage[leakage["as_expected"].eq(False)]
+    if wrong.empty:
+        return None
+    return ("the leakage check failed its own controls (" + ", ".join(
+        f"{r.control} control on {r.model} at {r.fraction:g}: leaked {r.leaked}, accuracy {_fmt(r.accuracy)} vs chance "
+        f"{_fmt(r.chance)}" for r in wrong.itertuples()) + "): its verdicts there are not evidence")
+
+
 def check_explainer_findings(roar: pd.DataFrame | None, latency: pd.DataFrame | None, per_image: pd.DataFrame | None,
-                             catalogue: pd.DataFrame, alignments: dict[str, str], last_block_metrics: list[str]
-                             ) -> list[Finding]:
+                             catalogue: pd.DataFrame, alignments: dict[str, str], last_block_metrics: list[str],
+                             leakage: pd.DataFrame | None = None) -> list[Finding]:
     """Findings (a) to (e). ``catalogue``: tables/methods.csv (method, registered, family);
     ``alignments``: explainer model -> robust / standard; ``last_block_metrics``: the metrics section's
-    names of last-block sanity checks."""
+    names of last-block sanity checks; ``leakage``: tables/roar_leakage.csv (its controls' outcomes are
+    reported with the ROAR findings)."""
     families = dict(zip(catalogue["method"], catalogue["family"]))
     registered = dict(zip(catalogue["method"], catalogue["registered"]))
-    from_roar = [lowest_roar_finding(roar, families, alignments), robust_attribution_finding(roar, registered),
-                 alignment_finding(roar, families, alignments)]
+    road = road_scores(per_image)
+    from_roar = [lowest_roar_finding(roar, families, alignments, road), robust_attribution_finding(roar, registered, road),
+                 alignment_finding(roar, families, alignments, road)]
     problem = _anchor_problem(roar)
+    unseen = _unseen_leaks(leakage)
+    if unseen:
+        for finding in from_roar:
+            finding.evidence.append(unseen)
     if problem is not None:
         for finding in from_roar:
             if finding.verdict != INCONCLUSIVE:

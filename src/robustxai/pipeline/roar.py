@@ -18,28 +18,40 @@ from robustxai.models.inference import default_device, predict_logits
 from robustxai.models.wrapper import build_classifier
 from robustxai.provenance import provenance
 from robustxai.roar.leakage import leakage_verdict, mask_inputs
-from robustxai.roar.removal import blur_maps, channel_mean, remove_top
+from robustxai.roar.removal import blur_maps, channel_mean, object_maps, object_share_removed, remove_top
 from robustxai.training.algorithms import VanillaTraining
 from robustxai.training.loop import settings_digest, settings_from_config, train
 
 log = logging.getLogger(__name__)
 
 
-def first_images(split_path: str, images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, C, H, W) in [0, 1] and labels (N,) of the first ``images`` images of a split."""
-    split_images, labels = load_split(split_path).tensors()
-    return split_images[:images], labels[:images]
+def first_images(split_path: str, images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images (N, C, H, W) in [0, 1], labels (N,) and true-object maps (N, H, W) (``object_maps``: masks,
+    else boxes; all zero where the split has none) of the first ``images`` images of a split."""
+    split = load_split(split_path)
+    split_images, labels = split.tensors()
+    n, _, height, width = split_images[:images].shape
+    masks = None if split.masks is None else torch.from_numpy(split.masks[:images])
+    objects = object_maps(torch.from_numpy(split.boxes[:images]).long(), masks, height, width)
+    return split_images[:images], labels[:images], objects
 
 
-def removed_inputs(images: torch.Tensor, map_paths: list[str], fraction: float, fill: torch.Tensor,
-                   policy: RankingPolicy, blur_sigma: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(modified images, removed) of images (N, C, H, W): the top ``fraction`` by their maps in the shards
-    ``map_paths`` (blurred by ``blur_sigma`` first, if set) replaced by ``fill`` (C,); fraction 0 changes nothing."""
+def ranking_maps(entry: dict, map_paths: list[str], objects: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) maps that rank a removal: the true objects (N, H, W) for the positive control (``entry``
+    with ``maps: objects``), else the method's maps in the shards ``map_paths`` (first N), blurred by the
+    entry's ``blur_sigma`` if set."""
+    if entry.get("maps") == "objects":
+        return objects
+    maps = torch.from_numpy(gather_maps(map_paths, len(objects)))
+    return blur_maps(maps, entry["blur_sigma"]) if entry.get("blur_sigma") else maps
+
+
+def removed_inputs(images: torch.Tensor, maps: torch.Tensor | None, fraction: float, fill: torch.Tensor,
+                   policy: RankingPolicy) -> tuple[torch.Tensor, torch.Tensor]:
+    """(modified images, removed) of images (N, C, H, W): the top ``fraction`` by ``maps`` (N, H, W)
+    replaced by ``fill`` (C,); fraction 0 (the anchor, ``maps`` None) changes nothing."""
     if fraction == 0:
         return images, torch.zeros_like(images, dtype=torch.bool)
-    maps = torch.from_numpy(gather_maps(map_paths, len(images)))
-    if blur_sigma:
-        maps = blur_maps(maps, blur_sigma)
     return remove_top(images, maps, fraction, fill, policy)
 
 
@@ -67,22 +79,25 @@ def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, rep
     device = device or default_device()
     started = time.time()
     policy = RankingPolicy(**ranking)
-    train_images, train_y = first_images(train_path, splits["train"]["images"])
-    test_images, test_y = first_images(test_path, splits["test"]["images"])
+    train_images, train_y, train_objects = first_images(train_path, splits["train"]["images"])
+    test_images, test_y, test_objects = first_images(test_path, splits["test"]["images"])
     fill = channel_mean(train_images)
     blur = entry.get("blur_sigma")
-    train_x, _ = removed_inputs(train_images, train_maps, fraction, fill, policy, blur)
-    test_x, test_removed = removed_inputs(test_images, test_maps, fraction, fill, policy, blur)
-    log.info("ROAR %s / %s at %.2f (repeat %d): %d train and %d test images, %.4f of their elements replaced by %s",
-             model_name, entry_name, fraction, repeat, len(train_x), len(test_x), test_removed.float().mean().item(),
-             [round(v, 4) for v in fill.tolist()])
+    maps = {"train": None, "test": None} if fraction == 0 else {
+        "train": ranking_maps(entry, train_maps, train_objects), "test": ranking_maps(entry, test_maps, test_objects)}
+    train_x, _ = removed_inputs(train_images, maps["train"], fraction, fill, policy)
+    test_x, test_removed = removed_inputs(test_images, maps["test"], fraction, fill, policy)
+    object_share = object_share_removed(test_removed, test_objects)
+    log.info("ROAR %s / %s at %.2f (repeat %d): %d train and %d test images, %.4f of their elements (%.4f of the "
+             "objects' pixels) replaced by %s", model_name, entry_name, fraction, repeat, len(train_x), len(test_x),
+             test_removed.float().mean().item(), object_share, [round(v, 4) for v in fill.tolist()])
     key = settings_digest(recipe, entry, fraction, ranking, splits)
     result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"), key)
     accuracy = (predict_logits(result.model, test_x).argmax(1) == test_y).float().mean().item()
     payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
                "blur_sigma": blur, "fraction": fraction, "repeat": repeat, "accuracy": accuracy,
                "test_images": len(test_x), "train_images": len(train_x),
-               "removed_share": test_removed.float().mean().item(), "fill": fill.tolist(), "ranking": ranking,
+               "removed_share": test_removed.float().mean().item(), "object_removed_share": object_share, "fill": fill.tolist(), "ranking": ranking,
                "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
     write_json(payload, output_path)
     log.info("ROAR %s / %s at %.2f: final-epoch test accuracy %.4f", model_name, entry_name, fraction, accuracy)
@@ -97,19 +112,20 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
     device = device or default_device()
     started = time.time()
     policy = RankingPolicy(**ranking)
-    blur = entry.get("blur_sigma")
-    train_images, train_y = first_images(train_path, splits["train"]["images"])
-    test_images, test_y = first_images(test_path, splits["test"]["images"])
+    train_images, train_y, train_objects = first_images(train_path, splits["train"]["images"])
+    test_images, test_y, test_objects = first_images(test_path, splits["test"]["images"])
     fill = torch.zeros(train_images.shape[1])  # only the masks matter
-    _, train_removed = removed_inputs(train_images, train_maps, fraction, fill, policy, blur)
-    _, test_removed = removed_inputs(test_images, test_maps, fraction, fill, policy, blur)
+    _, train_removed = removed_inputs(train_images, ranking_maps(entry, train_maps, train_objects), fraction, fill, policy)
+    _, test_removed = removed_inputs(test_images, ranking_maps(entry, test_maps, test_objects), fraction, fill, policy)
     train_x, test_x = mask_inputs(train_removed), mask_inputs(test_removed)
     channels = train_x.shape[1]
     key = settings_digest(recipe, entry, fraction, ranking, splits, "leakage")
     result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"),
                          key, mean=[fraction] * channels, std=[0.5] * channels)
     verdict = leakage_verdict(predict_logits(result.model, test_x).argmax(1), test_y, margin)
-    payload = {"model": model_name, "method": entry_name, "fraction": fraction, **verdict, "ranking": ranking,
+    payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
+               "control": entry.get("control") or "cell", "fraction": fraction, **verdict,
+               "object_removed_share": object_share_removed(test_removed, test_objects), "ranking": ranking,
                "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
     write_json(payload, output_path)
     log.info("mask-only control %s / %s at %.2f: accuracy %.4f (95%% low %.4f) vs chance %.4f -> leaked: %s",
@@ -119,17 +135,18 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
 
 
 def roar_table_job(cell_paths: list[str], leakage_paths: list[str], evaluation_paths: dict[str, str],
-                   table_path: str, plot_path: str, anchors: str = "unmodified"):
-    """``tables/roar.csv`` and ``plots/roar.png`` (``robustxai.roar.table``) from every ROAR cell and
-    mask-only control; ``evaluation_paths`` (model -> evaluation JSON) give each explained model's own
-    test accuracy, shown beside the unmodified anchor."""
-    from robustxai.roar.table import plot_roar, roar_table
+                   table_path: str, leakage_table_path: str, plot_path: str, anchors: str = "unmodified"):
+    """``tables/roar.csv``, ``tables/roar_leakage.csv`` and ``plots/roar.png`` (``robustxai.roar.table``)
+    from every ROAR cell and mask-only control; ``evaluation_paths`` (model -> evaluation JSON) give each
+    explained model's own test accuracy, shown beside the unmodified anchor."""
+    from robustxai.roar.table import leakage_table, plot_roar, roar_table
 
     cells = [json.loads(Path(path).read_text()) for path in cell_paths]
     leakage = [json.loads(Path(path).read_text()) for path in leakage_paths]
     own = {model: json.loads(Path(path).read_text())["clean_accuracy"] for model, path in evaluation_paths.items()}
     table = roar_table(cells, leakage, anchors, own)
-    with atomic_output(table_path) as tmp:
-        table.to_csv(tmp, index=False)
+    for frame, path in ((table, table_path), (leakage_table(leakage), leakage_table_path)):
+        with atomic_output(path) as tmp:
+            frame.to_csv(tmp, index=False)
     plot_roar(table, plot_path)
     return table

@@ -27,6 +27,29 @@ def blur_maps(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(padded, kernel)[:, 0]
 
 
+def object_maps(boxes: torch.Tensor, masks: torch.Tensor | None, height: int, width: int) -> torch.Tensor:
+    """(N, H, W) float32 maps of the true objects: 1 on each image's object mask (N, H, W bool, where the
+    split has masks), else on its (x0, y0, x1, y1) box (N, 4, exclusive ends), 0 elsewhere; an image
+    without a box (negative coordinates) gets an all-zero map. Ranked like attribution maps, they remove
+    the object first: the leakage check's positive control."""
+    if masks is not None:
+        return masks.float()
+    from robustxai.metrics.localisation import box_spans
+
+    rows, cols = box_spans(boxes, height, width)
+    return rows[:, :, None] * cols[:, None, :]
+
+
+def object_share_removed(removed: torch.Tensor, objects: torch.Tensor) -> float:
+    """The share of the true objects' pixels that a removal takes: removed (N, C, H, W) bool (a pixel
+    counts as removed when any channel is) against object maps (N, H, W) (``object_maps``), pooled over
+    images; NaN without object pixels. Near 1 at a fraction, the removal has saturated: every ranking
+    that finds the object removes all of it."""
+    inside = objects > 0
+    total = int(inside.sum())
+    return float("nan") if total == 0 else int((removed.any(1) & inside).sum()) / total
+
+
 def removal_masks(maps: torch.Tensor, fraction: float, policy: RankingPolicy, channels: int) -> torch.Tensor:
     """(N, C, H, W) bool: the elements a removal of ``fraction`` takes, ranked by maps (N, H, W) under
     ``policy`` (pixel ranking removes round(fraction H W) whole pixels; element ranking

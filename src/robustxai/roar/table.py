@@ -2,9 +2,15 @@
 accuracy over repeats and its 95% interval, the unmodified anchor at fraction 0, and the mask-only
 control next to every cell (Hooker et al. 2019, Zeng et al. 2021 Table 1 / Fig. 3).
 
-Intervals: with two or more repeats, Student's t interval of the mean over repeats (seed noise);
-with one, the Wilson interval of that accuracy over the test images (test-set sampling error only),
-named in ``ci_kind``.
+Intervals: with two or more repeats, Student's t interval of the mean over repeats (seed noise) and
+their standard deviation (``accuracy_sd``); with one, the Wilson interval of that accuracy over the
+test images (test-set sampling error only), named in ``ci_kind``. ``object_removed_share``: the share
+of the true objects' pixels the removal took (saturation: near 1, every ranking that finds the object
+removes all of it); ``anchor_gap``: the explained model's own test accuracy minus the unmodified
+retraining's (a retraining that cannot learn the task measures nothing).
+
+The leakage table lists every mask-only control with its role (``control``): ``positive`` (ranked by
+the true objects: must be flagged), ``negative`` (random maps: must not) or ``cell`` (a method's own).
 """
 from __future__ import annotations
 
@@ -23,9 +29,16 @@ from scipy import stats  # noqa: E402
 from robustxai.roar.leakage import wilson_interval  # noqa: E402
 
 #: roar_table's columns, in order
-COLUMNS = ("model", "method", "attribution_method", "fraction", "repeats", "accuracy", "ci_low", "ci_high",
-           "ci_kind", "test_images", "leakage_accuracy", "leakage_accuracy_low", "leakage_chance", "confounded",
-           "model_test_accuracy")
+COLUMNS = ("model", "method", "attribution_method", "fraction", "repeats", "accuracy", "accuracy_sd", "ci_low",
+           "ci_high", "ci_kind", "test_images", "object_removed_share", "leakage_accuracy", "leakage_accuracy_low",
+           "leakage_chance", "confounded", "model_test_accuracy", "anchor_gap")
+#: leakage_table's columns, in order
+LEAKAGE_COLUMNS = ("model", "method", "control", "fraction", "accuracy", "accuracy_low", "accuracy_high", "chance",
+                   "margin", "images", "object_removed_share", "leaked", "expected", "as_expected")
+#: what the mask-only control must say of each control row: the positive control (removal ranked by the
+#: true objects) must be flagged, the negative one (random maps) must not; the cells' own rows have no
+#: expected answer
+EXPECTED_LEAK = {"positive": True, "negative": False}
 
 
 def _interval(accuracies: np.ndarray, test_images: int) -> tuple[float, float, str]:
@@ -46,6 +59,7 @@ def roar_table(cells: list[dict], leakage: list[dict], anchors: str = "unmodifie
     if frame.empty:
         return pd.DataFrame(columns=list(COLUMNS))
     flags = {(d["model"], d["method"], d["fraction"]): d for d in leakage}
+    flags = {key: value for key, value in flags.items() if value.get("control") != "positive"}
     rows = []
     methods = frame[frame["method"] != anchors][["model", "method", "attribution_method"]].drop_duplicates()
     for (model, method, fraction), group in frame.groupby(["model", "method", "fraction"], sort=False):
@@ -65,12 +79,34 @@ def _row(model, method, attribution_method, fraction, group, flags, model_accura
     test_images = int(group["test_images"].iloc[0])
     low, high, kind = _interval(accuracies, test_images)
     control = flags.get((model, method, fraction), {})
+    own = (model_accuracy or {}).get(model, np.nan) if fraction == 0 else np.nan
+    object_share = group["object_removed_share"] if "object_removed_share" in group else pd.Series([np.nan])
     return {"model": model, "method": method, "attribution_method": attribution_method, "fraction": fraction,
-            "repeats": len(accuracies), "accuracy": accuracies.mean(), "ci_low": low, "ci_high": high,
-            "ci_kind": kind, "test_images": test_images, "leakage_accuracy": control.get("accuracy", np.nan),
+            "repeats": len(accuracies), "accuracy": accuracies.mean(),
+            "accuracy_sd": accuracies.std(ddof=1) if len(accuracies) >= 2 else np.nan, "ci_low": low, "ci_high": high,
+            "ci_kind": kind, "test_images": test_images, "object_removed_share": object_share.astype(float).mean(),
+            "leakage_accuracy": control.get("accuracy", np.nan),
             "leakage_accuracy_low": control.get("accuracy_low", np.nan), "leakage_chance": control.get("chance", np.nan),
-            "confounded": bool(control.get("leaked", False)),
-            "model_test_accuracy": (model_accuracy or {}).get(model, np.nan) if fraction == 0 else np.nan}
+            "confounded": bool(control.get("leaked", False)), "model_test_accuracy": own,
+            "anchor_gap": own - accuracies.mean()}
+
+
+def leakage_table(leakage: list[dict]) -> pd.DataFrame:
+    """One row (``LEAKAGE_COLUMNS``) per mask-only control payload (``robustxai.pipeline.roar.leakage_job``),
+    controls first: ``expected`` is what a control row must say (``EXPECTED_LEAK``; empty for a method's own
+    cell) and ``as_expected`` whether it did. A positive control that is not flagged means the check could not
+    see a leak that is there at that fraction: the cells' "not leaked" there is not evidence."""
+    rows = []
+    for payload in leakage:
+        control = payload.get("control") or "cell"
+        expected = EXPECTED_LEAK.get(control)
+        rows.append({**{key: payload.get(key, np.nan) for key in LEAKAGE_COLUMNS}, "control": control,
+                     "leaked": bool(payload["leaked"]), "expected": expected,
+                     "as_expected": None if expected is None else bool(payload["leaked"]) == expected})
+    table = pd.DataFrame(rows, columns=list(LEAKAGE_COLUMNS))
+    order = table["control"].map({"positive": 0, "negative": 1}).fillna(2)
+    return (table.assign(_order=order).sort_values(["model", "_order", "method", "fraction"], kind="stable")
+            .drop(columns="_order").reset_index(drop=True))
 
 
 def plot_roar(table: pd.DataFrame, png_path: str) -> None:
