@@ -198,13 +198,16 @@ def quantus_call(name: str, model: nn.Module, batch: MetricBatch, settings: dict
     forward passes as ours. PixelFlipping scores the curve after each step, not before the first, so
     the clean score comes from one more forward pass; its AUC helper calls ``np.trapz``, gone in
     NumPy 2.4, so the trapezoid rule is applied here to its curves.
-    energy_in_box: ``RelevanceMassAccuracy`` of the map minus its minimum (our ``rescale: minmax``;
-    the division by max - min cancels in the share) or of its positive part (``rescale: none``). pointing_game:
+    energy_in_box: ``RelevanceMassAccuracy`` of the mass our metric scores, ``map_mass(maps, rescale)``
+    with our ``rescale`` (default ``auto``, decided per map as our metric does when called with it:
+    |map| for a map with a negative value, the map minus its minimum for any other; ``minmax``, ``abs``,
+    ``positive`` and ``none`` as named); Quantus takes the map as given. pointing_game:
     ``PointingGame`` (no tolerance: our ``tolerance`` must be 0). box_iou: Quantus has no equivalent.
     """
     import quantus
 
     from robustxai.metrics.causal import blurred_start, normalisation_mean, step_pixels
+    from robustxai.metrics.localisation import DEFAULT_RESCALE, check_rescale, map_mass
 
     quiet = {"abs": False, "normalise": False, "disable_warnings": True}
     images, maps, targets = batch.images, batch.maps, batch.targets
@@ -245,9 +248,8 @@ def quantus_call(name: str, model: nn.Module, batch: MetricBatch, settings: dict
             metric = (quantus.RelevanceMassAccuracy(**quiet) if name == "energy_in_box"
                       else quantus.PointingGame(**quiet))
             shown = maps
-            if name == "energy_in_box":  # Quantus takes the map as given: hand it our rescaled map
-                low = maps.flatten(1).amin(1).view(-1, 1, 1)
-                shown = maps - low if settings.get("rescale", "minmax") == "minmax" else maps.clamp_min(0)
+            if name == "energy_in_box":  # Quantus takes the map as given: hand it the mass ours scores
+                shown = map_mass(maps, check_rescale(settings.get("rescale", DEFAULT_RESCALE)))
             values = metric(model=None, x_batch=images.cpu().numpy(), y_batch=targets.cpu().numpy(),
                             a_batch=shown[:, None].cpu().numpy(), s_batch=batch.box_masks()[:, None].cpu().numpy(),
                             channel_first=True)
