@@ -20,7 +20,8 @@ SCORES = ("energy_in_box", "insertion", "deletion")
 def main(results: str = "results", sanity_metric: str = "sanity_last_block") -> int:
     root = Path(results)
     models = pd.read_csv(root / "tables" / "models.csv").set_index("model")
-    table = pd.read_csv(root / "tables" / "explainability.csv").set_index(["model", "method"])
+    table = pd.concat([pd.read_csv(root / "tables" / name)  # the first study's rows and the second's
+                       for name in ("explainability.csv", "explainer_explainability.csv")]).set_index(["model", "method"])
     latency = pd.read_csv(root / "tables" / "latency.csv")
     long = pd.read_parquet(root / "tables" / "per_image.parquet")
     failures = []

@@ -44,6 +44,7 @@ def test_smoke_study_table_values(smoke_run):
     table = pd.read_csv(smoke_run / "results" / "tables" / "models.csv").set_index("model")
     assert list(table.index) == ["vgg-vanilla", "vgg-pgd_l2", "vgg-advprop", "vgg-explainer", "vgg-explainer_posthoc"]
     assert table["algorithm"].tolist() == ["vanilla", "adversarial", "advprop", "explainer", "explainer"]
+    assert table["study"].tolist() == ["A", "A", "A", "B", "B"]  # the twins are attributed in the first study
     accuracy_columns = ["clean_accuracy", "ood_accuracy_ood_background", "ood_accuracy_ood_corruption",
                         "ood_accuracy", "robust_accuracy_linf_8"]
     values = table[accuracy_columns].to_numpy()
@@ -145,8 +146,13 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
     table = pd.read_csv(results / "tables" / "explainability.csv")
     pairs = {(m, k) for m in ("vgg-vanilla", "vgg-pgd_l2") for k in ("gradcam", "random")}
     pairs |= {("vgg-vanilla", "rise"), ("vgg-vanilla", "gradient")}
-    pairs |= {("vgg-explainer", "explainer"), ("vgg-explainer_posthoc", "explainer")}
-    assert set(zip(table["model"], table["method"])) == pairs and len(table) == len(pairs)
+    assert set(zip(table["model"], table["method"])) == pairs and len(table) == len(pairs)  # the first study only
+    second = pd.read_csv(results / "tables" / "explainer_explainability.csv")
+    assert set(zip(second["model"], second["method"])) == {("vgg-explainer", "explainer"),
+                                                           ("vgg-explainer_posthoc", "explainer")}
+    assert list(second.columns[:3]) == ["model", "method", "family"] and set(second["family"]) == {"learned"}
+    per_image = pd.read_parquet(results / "tables" / "per_image.parquet")
+    assert set(per_image.loc[per_image["study"] == "B", "model"]) == {"vgg-explainer", "vgg-explainer_posthoc"}
     for column in ("insertion", "deletion", "energy_in_box", "pointing_game", "boundary_alignment"):
         present = table.dropna(subset=[column])
         assert (present[f"{column}_ci_low"] <= present[column] + 1e-12).all()
@@ -159,7 +165,7 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
 
     across = pd.read_csv(results / "correlations" / "across_models.csv")
     model_level = across[across["method"] == "-"]
-    assert (model_level["n"] == 5).all() and {"spearman", "pearson"} == set(model_level["kind"])  # every model
+    assert (model_level["n"] == 3).all() and {"spearman", "pearson"} == set(model_level["kind"])  # the first study's
     within = pd.read_csv(results / "correlations" / "within_models.csv").dropna(subset=["r"])
     assert within["r"].between(-1, 1).all() and (within["ci_low"] <= within["r"] + 1e-12).all()
     assert set(within[within["model"] == "vgg-vanilla"]["y"]) >= {"insertion", "deletion"}
@@ -175,6 +181,10 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
     verdicts = re.findall(r"^\| (\d) \| .* \| \*\*(reproduced|not reproduced|inconclusive)\*\* \|$", findings, re.M)
     assert [number for number, _ in verdicts] == ["1", "2", "3", "4", "5"]
     assert dict(verdicts)["2"] == "inconclusive"  # the smoke study attributes no AdvProp model
+    first, second_section = findings.split("# The second study's findings")
+    assert "Models: `vgg-vanilla`, `vgg-pgd_l2`, `vgg-advprop`; methods: " in first
+    assert not re.search(r"\bexplainer\b|smoothgrad_of_robust|explainer_of_robust_aligned", first)
+    assert "Models: `vgg-explainer`, `vgg-explainer_posthoc`; methods: " in second_section
 
     for plot in ("heatmap", "confidence", "tradeoff", "sanity"):
         assert (results / "plots" / f"{plot}.png").stat().st_size > 10_000

@@ -1,6 +1,11 @@
 # The study's tables, analyses, plots and findings. All of it runs locally (never queued on a
 # cluster): it is quick and reads every result. Outputs marked report() go into
-# `snakemake --report results/report.html`, with the captions in workflow/report/.
+# `snakemake --report results/report.html`, with the captions in workflow/report/. Every table,
+# analysis and plot of the first study holds only its models and methods (robustxai.studies); the
+# second study's metric means go to tables/explainer_explainability.csv.
+from robustxai.studies import model_studies
+
+
 localrules:
     aggregate_models,
 
@@ -12,6 +17,8 @@ rule aggregate_models:
         table=report(f"{R}/tables/models.csv", caption="../report/models.rst", category="1. Models"),
         plot=report(f"{R}/plots/accuracy.png", caption="../report/accuracy.rst", category="1. Models"),
         plot_data=f"{R}/plots/accuracy.csv",
+    params:
+        studies=model_studies(config, ATTRIBUTION["methods"] if ATTRIBUTION is not None else {}),
     log:
         f"{R}/logs/aggregate/models.log",
     conda:
@@ -36,6 +43,8 @@ if METRICS is not None:
         output:
             table=report(f"{R}/tables/explainability.csv", caption="../report/explainability.rst",
                          category="2. Explainability"),
+            explainer_table=report(f"{R}/tables/explainer_explainability.csv",
+                                   caption="../report/explainer_explainability.rst", category="7. Learned explainer"),
             per_image=f"{R}/tables/per_image.parquet",
             methods=f"{R}/tables/methods.csv",
         params:

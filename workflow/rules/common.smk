@@ -24,6 +24,7 @@ from robustxai.config import (
     canonical,
     check_download_checksums,
     check_imported_models,
+    explainer_models,
     fraction_label,
     needed_models,
     models_by_source,
@@ -266,10 +267,10 @@ def scored_metric_classes():
 
 
 def run_summary():
-    """One line naming the run for findings.md: dataset, models, scored methods, images, metrics."""
-    return (f"Dataset `{DATASET['name']}`; {len(ATTRIBUTION['models'])} models x {len(scored_methods())} "
-            f"scored methods, {ATTRIBUTION['shards'] * ATTRIBUTION['images_per_shard']} images of split "
-            f"`{ATTRIBUTION['split']}` at most; metrics: {', '.join(METRICS)}.")
+    """One line naming the run for findings.md: dataset, images, metrics (each study's section names
+    its own models and methods)."""
+    return (f"Dataset `{DATASET['name']}`; at most {ATTRIBUTION['shards'] * ATTRIBUTION['images_per_shard']} "
+            f"images of split `{ATTRIBUTION['split']}` per (model, method); metrics: {', '.join(METRICS)}.")
 
 
 SUMMARY_PLOTS = {
@@ -393,8 +394,7 @@ def roar_outputs():
 
 def explainer_alignments():
     """Explainer model -> its alignment (robust / standard)."""
-    return {name: resolve_model(config, name)["explainer"]["alignment"] for name in models_by_source(config, "train")
-            if config["models"][name].get("algorithm") == "explainer"}
+    return {name: resolve_model(config, name)["explainer"]["alignment"] for name in explainer_models(config)}
 
 
 def explainer_study():

@@ -258,8 +258,9 @@ def check_explainer_findings(roar: pd.DataFrame | None, latency: pd.DataFrame | 
     return [*from_roar, latency_finding(latency, alignments), last_block_finding(per_image, last_block_metrics, families)]
 
 
-def explainer_findings_markdown(findings: list[Finding]) -> str:
-    """The second section of findings.md: a verdict table, then each finding's deciding numbers."""
+def explainer_findings_markdown(findings: list[Finding], summary: str = "") -> str:
+    """The second section of findings.md: ``summary`` (the models and methods the study used), the
+    decision rules, a verdict table, then each finding's deciding numbers."""
     lines = ["", "# The second study's findings (learned explainer, Zeng et al. 2021)", "",
-             __doc__.split("\n\n", 1)[1].strip(), ""]
+             *([summary, ""] if summary else []), __doc__.split("\n\n", 1)[1].strip(), ""]
     return "\n".join(lines + verdict_lines(findings, "({})")) + "\n"

@@ -179,6 +179,14 @@ def verdict_lines(findings: list[Finding], numbering: str = "{}.") -> list[str]:
     return lines
 
 
+def study_summary(models, methods) -> str:
+    """One line naming the models and methods a study's section used (iterables of names, in order)."""
+    def names(values) -> str:
+        return ", ".join(f"`{v}`" for v in dict.fromkeys(values)) or "none"
+
+    return f"Models: {names(models)}; methods: {names(methods)}."
+
+
 def findings_markdown(findings: list[Finding], run_summary: str) -> str:
     """findings.md: a verdict table, then each finding's deciding numbers."""
     lines = ["# The paper's findings, checked against this run", "", run_summary, "",
