@@ -11,7 +11,13 @@ record none (the ``auto`` column of the table says which). A method's value is i
 images with a box, averaged over the models it was attributed for (``models`` counts them); rank 1 is
 the best (higher is better for both metrics).
 
+Only the pairs of one study are pooled (``--study``, default A: the (model, method) pairs that
+tables/models.csv and tables/methods.csv put in study A; ``all`` pools every pair); ``--csv`` also
+writes the table (e.g. <results>/tables/localisation_protocols.csv, which benchmarks/readme_results.py
+puts in the README).
+
 Usage: python benchmarks/box_protocol_ranking.py results [--dataset builtin] [--split test] [--images N]
+       [--study A|B|all] [--csv PATH]
 """
 from __future__ import annotations
 
@@ -75,9 +81,22 @@ def pair_means(paths: list[Path], boxes: np.ndarray, images: int | None, batch: 
             **{column: float(np.nanmean(torch.cat(parts).numpy())) for column, parts in values.items()}}
 
 
-def ranking(results: Path, dataset: str | None, split: str, images: int | None) -> pd.DataFrame:
+def study_pairs(results: Path, study: str) -> set[tuple[str, str]] | None:
+    """The (model, method) pairs of ``study`` ("A" / "B") from the run's models.csv and methods.csv
+    ``study`` columns (robustxai.studies; a pair is in A when both are), or None for "all"."""
+    if study == "all":
+        return None
+    models = pd.read_csv(results / "tables" / "models.csv")
+    methods = pd.read_csv(results / "tables" / "methods.csv")
+    in_a = lambda frame, key: set(frame.loc[frame["study"] == "A", key])  # noqa: E731
+    a_models, a_methods = in_a(models, "model"), in_a(methods, "method")
+    pairs = {(m, k) for m in models["model"] for k in methods["method"]}
+    return {(m, k) for m, k in pairs if ((m in a_models and k in a_methods) == (study == "A"))}
+
+
+def ranking(results: Path, dataset: str | None, split: str, images: int | None, study: str = "A") -> pd.DataFrame:
     """Per method: what auto became (``auto``; joined with "/" where the models differ), each
-    "<metric> <rescale>" mean over models, its rank, and the number of models."""
+    "<metric> <rescale>" mean over the models of ``study`` (``study_pairs``), its rank, and the number of models."""
     attributions = results / "attributions"
     if dataset is None:
         datasets = sorted(p.name for p in attributions.iterdir() if p.is_dir())
@@ -86,8 +105,10 @@ def ranking(results: Path, dataset: str | None, split: str, images: int | None) 
         dataset = datasets[0]
     with h5py.File(results / "data" / dataset / f"{split}.h5", "r") as f:
         boxes = f["boxes"][()]
+    wanted = study_pairs(results, study)
     rows = [{"model": model, "method": method, **pair_means(paths, boxes, images)}
-            for (model, method), paths in pair_shards(attributions / dataset / split).items()]
+            for (model, method), paths in pair_shards(attributions / dataset / split).items()
+            if wanted is None or (model, method) in wanted]
     if not rows:
         raise SystemExit(f"no shards under {attributions / dataset / split}")
     per_pair = pd.DataFrame(rows)
@@ -106,8 +127,13 @@ def main() -> None:
     parser.add_argument("--dataset", help="default: the only dataset attributed")
     parser.add_argument("--split", default="test")
     parser.add_argument("--images", type=int, help="the first N images of each pair (default: all)")
+    parser.add_argument("--study", default="A", choices=["A", "B", "all"], help="whose pairs to pool (default A)")
+    parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args()
-    table = ranking(args.results, args.dataset, args.split, args.images)
+    table = ranking(args.results, args.dataset, args.split, args.images, args.study)
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv)
     print("mean (rank) per method, averaged over models; auto = the default (abs for signed maps, minmax for "
           "non-negative ones; the auto column says which), minmax = each map min-max rescaled, abs = |map|, "
           "positive = the positive part, none = raw maps (the same as positive)")

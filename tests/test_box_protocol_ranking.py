@@ -41,7 +41,7 @@ def test_box_protocol_ranking_of_a_tiny_study(tmp_path):
                                              attrs=attrs),
                             tmp_path / "attributions" / "toy" / "test" / model / method / f"shard-{k}.h5")
     script = load_script()
-    table = script.ranking(tmp_path, None, "test", None)
+    table = script.ranking(tmp_path, None, "test", None, study="all")
     assert script.RESCALES == ("auto", "minmax", "abs", "positive", "none")
     expected = {  # (box_iou, energy_in_box) per method and protocol
         # positive floor: abs, positive and none keep the whole image and count the floor's mass
@@ -63,3 +63,11 @@ def test_box_protocol_ranking_of_a_tiny_study(tmp_path):
     assert table["models"].tolist() == [2, 2, 2, 2]
     assert table.loc["signed", "rank box_iou auto"] == 1 and table.loc["signed", "rank box_iou minmax"] == 3
     assert table.index[0] in ("floor", "signed")  # sorted by auto's energy in box (both 1.0)
+
+    # one study's pairs only: m2 is in study B (an explainer model), so study A pools m1 alone
+    import pandas as pd
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame({"model": ["m1", "m2"], "study": ["A", "B"]}).to_csv(tmp_path / "tables" / "models.csv", index=False)
+    pd.DataFrame({"method": list(methods), "study": "A"}).to_csv(tmp_path / "tables" / "methods.csv", index=False)
+    assert script.ranking(tmp_path, None, "test", None)["models"].tolist() == [1, 1, 1, 1]
+    assert script.ranking(tmp_path, None, "test", None, study="B")["models"].tolist() == [1, 1, 1, 1]
