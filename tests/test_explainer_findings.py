@@ -80,7 +80,7 @@ def test_roar_findings_are_inconclusive_when_the_anchor_did_not_learn_the_task()
     roar.loc[roar["fraction"] == 0, "accuracy"] = 0.2  # a retraining that stays near chance
     findings = check_explainer_findings(roar, None, None, CATALOGUE, ALIGNMENTS, [])
     assert [f.verdict for f in findings[:3]] == ["inconclusive"] * 3
-    assert "would be reproduced, but ROAR's retraining is too short" in findings[0].evidence[-1]
+    assert "would be reproduced, but ROAR's retraining does not learn the task" in findings[0].evidence[-1]
     assert "ex_robust 0.200 vs the model's own 0.960" in findings[0].evidence[-1]
 
 

@@ -44,9 +44,10 @@ def _anchor_problem(roar: pd.DataFrame | None) -> str | None:
     short = anchors[anchors["accuracy"] < anchors["model_test_accuracy"] - ANCHOR_GAP]
     if short.empty:
         return None
-    return ("ROAR's retraining is too short to read: on unmodified images it reaches " + ", ".join(
+    return ("ROAR's retraining does not learn the task as the model did: on unmodified images it reaches " + ", ".join(
         f"{r.model} {_fmt(r.accuracy)} vs the model's own {_fmt(r.model_test_accuracy)}" for r in short.itertuples())
-        + f" (more than {ANCHOR_GAP} below); lengthen roar.training")
+        + f" (more than {ANCHOR_GAP} below); retrain with the model's own recipe (no roar.training override, "
+        "roar.train_images: all)")
 
 
 def _roar_methods(roar: pd.DataFrame) -> pd.DataFrame:
