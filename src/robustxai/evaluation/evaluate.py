@@ -12,6 +12,7 @@ from robustxai.data.splits import ImageSplit
 from robustxai.evaluation.calibration import accuracy, confidences, expected_calibration_error
 from robustxai.evaluation.complexity import count_macs, count_parameters
 from robustxai.evaluation.ood import ood_scores
+from robustxai.errors import NonFiniteError
 from robustxai.models.inference import predict_logits
 from robustxai.training.algorithms import AttackSettings
 
@@ -65,6 +66,11 @@ def evaluate_classifier(model: nn.Module, test: Iterable[ImageSplit],
             take = int(min(wanted - have, len(images)))
             kept.append((images[:take], part_labels[:take]))
     logits, labels = torch.cat(logits), torch.cat(labels)
+    bad = int((~torch.isfinite(logits)).any(1).sum())
+    if bad:
+        raise NonFiniteError(f"{bad} of {len(logits)} test images give non-finite logits (NaN or inf): the model's "
+                             "weights or buffers hold NaN / inf (a diverged training or a damaged checkpoint); its "
+                             "accuracy, confidence and ECE would be meaningless")
     image_shape = tuple(images.shape[1:])
     robust_set = (torch.cat([x for x, _ in kept]), torch.cat([y for _, y in kept]))
     conf = confidences(logits)

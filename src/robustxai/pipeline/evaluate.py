@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from robustxai.data.splits import iter_split, load_split
+from robustxai.errors import NonFiniteError
 from robustxai.files import write_json
 from robustxai.evaluation.evaluate import evaluate_classifier
 from robustxai.models.checkpoint import load_checkpoint
@@ -32,10 +33,13 @@ def evaluate_model_job(name: str, checkpoint_path: str, test_path: str, ood_path
     model = model.to(device)
     attacks = {attack_name: AttackSettings(**attack) for attack_name, attack in settings.get("attacks", {}).items()}
     parts = {split: (part for _, part in iter_split(path, PART_IMAGES)) for split, path in ood_paths.items()}
-    row = evaluate_classifier(model, (part for _, part in iter_split(test_path, PART_IMAGES)), parts, attacks,
-                              robust_images=settings.get("robust_images"),
-                              batch_size=settings.get("batch_size", 256),
-                              calibration_bins=settings.get("calibration_bins", 15))
+    try:
+        row = evaluate_classifier(model, (part for _, part in iter_split(test_path, PART_IMAGES)), parts, attacks,
+                                  robust_images=settings.get("robust_images"),
+                                  batch_size=settings.get("batch_size", 256),
+                                  calibration_bins=settings.get("calibration_bins", 15))
+    except NonFiniteError as error:
+        raise NonFiniteError(f"model '{name}' ({checkpoint_path}): {error}") from error
     input_size = int(load_split(test_path, np.arange(1)).images.shape[2])
     meta = payload.get("meta", {})
     row = {"model": name, "arch": payload["arch"], "algorithm": meta.get("algorithm", "unknown"),

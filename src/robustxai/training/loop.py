@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from robustxai.errors import NonFiniteError
 from robustxai.data.splits import unit_float
 from robustxai.integrity import CorruptFileError
 from robustxai.models.checkpoint import load_payload, save_payload
@@ -173,10 +174,16 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
             labels = train_labels[idx].to(device)
             loss, logits = (algorithm.loss(model, images, labels) if train_maps is None
                             else algorithm.loss(model, images, labels, maps))
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteError(
+                    f"training diverged: the loss is {value} at epoch {epoch + 1}, step {batch + 1} of {steps_per_epoch} "
+                    f"(lr {optimizer.param_groups[0]['lr']:.3g}); lower training.lr or check the data. Nothing was saved "
+                    "from this epoch")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(idx)
+            total_loss += value * len(idx)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(idx)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
