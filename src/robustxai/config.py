@@ -38,7 +38,75 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_schema_error_line(e) for e in errors))
     check_names(config)
+    if "results" in config:
+        check_results_folder(config["results"])
+    check_threat_models(config)
     return config
+
+
+def check_results_folder(results: str, workdir: str | Path | None = None) -> None:
+    """Raise ConfigError naming ``config.results`` when the folder would put outputs where the workflow
+    must not write: empty (every output at the file-system root), the file-system root itself, the bare
+    working directory (``workdir``, default the current one: outputs among the checkout's own files), or a
+    relative path whose ``..`` leaves the working directory. An absolute path elsewhere (a scratch disk)
+    is accepted."""
+    workdir = Path(workdir or Path.cwd()).resolve()
+    if not str(results).strip():
+        raise ConfigError("config.results: empty; every output would be planned at the file-system root. "
+                          "Name a folder, e.g. results")
+    folder = Path(results)
+    resolved = (workdir / folder).resolve()
+    if resolved == Path(resolved.anchor):
+        raise ConfigError(f"config.results: '{results}' is the file-system root; name a folder, e.g. results")
+    if resolved == workdir:
+        raise ConfigError(f"config.results: '{results}' is the working directory itself, so outputs would mix with "
+                          "its files; name a folder inside it, e.g. results")
+    if not folder.is_absolute() and workdir not in resolved.parents:
+        raise ConfigError(f"config.results: '{results}' leaves the working directory ({workdir}) through '..'; "
+                          "use a folder inside it or an absolute path")
+
+
+#: the norm of an attack block that names none (``robustxai.training.algorithms.AttackSettings``)
+DEFAULT_NORM = "linf"
+
+
+def check_threat_models(config: dict) -> None:
+    """Raise ConfigError when a threat model is out of range once merged: each adversarial / AdvProp
+    model's ``attack`` is the global block updated by its own (``resolve_model``), so a global L2 eps 3
+    and a model's ``norm: linf`` make Linf eps 3, which each block alone does not show; evaluation
+    attacks are checked alike. A Linf radius must lie in [0, 1] pixel units."""
+    blocks = {f"config.evaluation.attacks.{name}": attack
+              for name, attack in ((config.get("evaluation") or {}).get("attacks") or {}).items()}
+    for name, entry in (config.get("models") or {}).items():
+        if entry.get("source", "train") == "train" and entry.get("algorithm", "vanilla") in ADVERSARIAL_ALGORITHMS:
+            blocks[f"config.models.{name}.attack"] = {**(config.get("attack") or {}), **(entry.get("attack") or {})}
+    for where, attack in blocks.items():
+        norm, eps = attack.get("norm", DEFAULT_NORM), attack.get("eps")
+        if norm == "linf" and eps is not None and eps > 1:
+            raise ConfigError(f"{where}: merged with the global attack it is Linf eps {eps:g}, but a Linf radius is in "
+                              "[0, 1] pixel units (8/255 = 0.0313725); set eps, or norm: l2")
+
+
+def check_unique_keys(path: str | Path) -> None:
+    """Raise ConfigError naming the file, key and both lines when a YAML mapping repeats a key: YAML
+    loaders keep the last one silently (a second ``models:`` block drops the first block's models)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{path}: key '{key}' appears twice in one mapping (lines {seen[key] + 1} and "
+                                  f"{key_node.start_mark.line + 1}); the loader would keep only the last. Merge them")
+            seen[key] = key_node.start_mark.line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    yaml.load(Path(path).read_text(), Loader=StrictLoader)
 
 
 def _schema_error_line(error: jsonschema.ValidationError) -> str:
@@ -71,6 +139,7 @@ def load_config(path: str | Path) -> dict:
     """Read and validate a YAML config file."""
     import yaml
 
+    check_unique_keys(path)
     return validate_config(yaml.safe_load(Path(path).read_text()) or {})
 
 

@@ -24,6 +24,7 @@ from robustxai.config import (
     canonical,
     check_download_checksums,
     check_imported_models,
+    check_unique_keys,
     explainer_models,
     fraction_label,
     needed_models,
@@ -45,6 +46,8 @@ from robustxai.config import (
 min_version("9.0")
 
 
+for config_file in workflow.configfiles:  # a repeated key would be dropped silently by the YAML loader
+    check_unique_keys(config_file)
 validate_config(config)  # one line per problem, naming the key (snakemake's validate prints the whole schema)
 validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 check_download_checksums(config)

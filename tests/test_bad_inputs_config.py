@@ -1,0 +1,88 @@
+"""Bad configs refused at plan time, naming the key (issue 24 rows 3, 6, 7)."""
+import copy
+from pathlib import Path
+
+import pytest
+
+from robustxai.config import ConfigError, check_results_folder, check_unique_keys, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def default_config():
+    return load_config(ROOT / "config.yaml")
+
+
+@pytest.mark.parametrize("results, message", [
+    ("", r"^config\.results: empty; every output would be planned at the file-system root"),
+    ("  ", r"^config\.results: empty"),
+    ("/", r"^config\.results: '/' is the file-system root"),
+    (".", r"^config\.results: '\.' is the working directory itself"),
+    ("../elsewhere", r"^config\.results: '\.\./elsewhere' leaves the working directory \(.*\) through '\.\.'"),
+    ("results/../..", r"leaves the working directory"),
+])
+def test_a_results_folder_outside_the_working_directory_is_refused(tmp_path, results, message):
+    with pytest.raises(ConfigError, match=message):
+        check_results_folder(results, tmp_path)
+
+
+@pytest.mark.parametrize("results", ["results", "out/run-1", str(Path("/tmp") / "scratch" / "results"), "a/../b"])
+def test_results_folders_inside_the_working_directory_or_absolute_are_accepted(tmp_path, results):
+    check_results_folder(results, tmp_path)
+
+
+def test_the_results_check_runs_with_the_schema(default_config):
+    config = copy.deepcopy(default_config)
+    config["results"] = ""
+    with pytest.raises(ConfigError, match=r"^config\.results: empty"):
+        validate_config(config)
+
+
+def test_a_repeated_key_is_refused_naming_it_and_both_lines(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("results: results\nmodels:\n  a: {arch: x}\ndataset: {name: d}\nmodels:\n  b: {arch: y}\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'models' appears twice in one mapping \(lines 2 and 5\)"):
+        check_unique_keys(path)
+    with pytest.raises(ConfigError, match="appears twice"):
+        load_config(path)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("models:\n  a:\n    arch: x\n    arch: y\n")
+    with pytest.raises(ConfigError, match=r"key 'arch' appears twice in one mapping \(lines 3 and 4\)"):
+        check_unique_keys(nested)
+    check_unique_keys(ROOT / "config.yaml")  # the shipped configs have none
+    for shipped in (ROOT / "configs").glob("*.yaml"):
+        check_unique_keys(shipped)
+
+
+def test_a_duplicate_key_stops_the_workflow_before_planning(tmp_path):
+    from workflow_runs import snakemake
+
+    text = (ROOT / "tests" / "configs" / "smoke.yaml").read_text()
+    config = tmp_path / "twice.yaml"
+    config.write_text(text + "\nresults: results\n")
+    result = snakemake(tmp_path, "-n", config=config, check=False)
+    assert result.returncode != 0
+    assert "key 'results' appears twice in one mapping" in result.stdout + result.stderr
+
+
+def test_the_merged_threat_model_is_validated(default_config):
+    config = copy.deepcopy(default_config)
+    config["attack"] = {"norm": "l2", "eps": 3}
+    config["models"]["resnet_tiny-pgd_linf"]["attack"] = {"norm": "linf"}
+    with pytest.raises(ConfigError, match=r"^config\.models\.resnet_tiny-pgd_linf\.attack: merged with the global "
+                                          r"attack it is Linf eps 3, but a Linf radius is in \[0, 1\] pixel units"):
+        validate_config(config)
+    # a global L2 threat model and a model's larger L2 eps is legitimate (it was refused by the block alone)
+    config = copy.deepcopy(default_config)
+    config["attack"] = {"norm": "l2", "eps": 0.5}
+    config["models"]["resnet_tiny-pgd_linf"]["attack"] = {"eps": 2}
+    validate_config(config)
+    # a model's eps above 1 under the default norm (Linf) is still refused, naming the model
+    config["attack"] = {"eps": 0.03}
+    with pytest.raises(ConfigError, match=r"^config\.models\.resnet_tiny-pgd_linf\.attack: merged .* Linf eps 2"):
+        validate_config(config)
+    config = copy.deepcopy(default_config)
+    config["evaluation"]["attacks"]["bad"] = {"eps": 8}
+    with pytest.raises(ConfigError, match=r"^config\.evaluation\.attacks\.bad: .* Linf eps 8"):
+        validate_config(config)
