@@ -88,6 +88,9 @@ def study_pairs(results: Path, study: str) -> set[tuple[str, str]] | None:
         return None
     models = pd.read_csv(results / "tables" / "models.csv")
     methods = pd.read_csv(results / "tables" / "methods.csv")
+    if "study" not in models or "study" not in methods:
+        raise SystemExit(f"{results / 'tables'}: models.csv / methods.csv have no study column (a run before the "
+                         "study split): pass --study all")
     in_a = lambda frame, key: set(frame.loc[frame["study"] == "A", key])  # noqa: E731
     a_models, a_methods = in_a(models, "model"), in_a(methods, "method")
     pairs = {(m, k) for m in models["model"] for k in methods["method"]}
@@ -131,9 +134,12 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args()
     table = ranking(args.results, args.dataset, args.split, args.images, args.study)
-    if args.csv:
+    if args.csv:  # one "mean (rank)" cell per metric and protocol, as printed
         args.csv.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.csv)
+        cells = pd.DataFrame({f"{c} (rank)": [f"{v:.3f} ({r})" for v, r in zip(table[c], table[f"rank {c}"])]
+                              for c in (f"{name} {rescale}" for name in METRICS for rescale in RESCALES)},
+                             index=table.index)
+        cells.assign(auto_is=table["auto"], models=table["models"]).to_csv(args.csv)
     print("mean (rank) per method, averaged over models; auto = the default (abs for signed maps, minmax for "
           "non-negative ones; the auto column says which), minmax = each map min-max rescaled, abs = |map|, "
           "positive = the positive part, none = raw maps (the same as positive)")
