@@ -86,3 +86,35 @@ def test_the_merged_threat_model_is_validated(default_config):
     config["evaluation"]["attacks"]["bad"] = {"eps": 8}
     with pytest.raises(ConfigError, match=r"^config\.evaluation\.attacks\.bad: .* Linf eps 8"):
         validate_config(config)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"arch": "cifar_vgg_tinyy"}, r"^config\.models\.vgg_tiny-vanilla\.arch: cifar_vgg_tinyy with arch_args \{\} cannot be "
+                                  r"built: unknown architecture 'cifar_vgg_tinyy'"),
+    ({"arch_args": {"widthz": 3}}, r"^config\.models\.vgg_tiny-vanilla\.arch_args: cifar_vgg_tiny with arch_args "
+                                   r"\{'widthz': 3\} cannot be built: .*widthz"),
+])
+def test_an_unknown_architecture_or_argument_is_refused_at_plan_time(default_config, change, message):
+    from robustxai.config import check_model_architectures
+
+    config = copy.deepcopy(default_config)
+    check_model_architectures(config)  # the default study builds
+    config["models"]["vgg_tiny-vanilla"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        check_model_architectures(config)
+
+
+def test_an_imported_checkpoint_with_other_arch_args_is_refused(default_config, tmp_path):
+    from robustxai.models.checkpoint import save_checkpoint
+    from robustxai.models.wrapper import build_classifier
+    from robustxai.pipeline.models import weights_mismatch
+
+    import torch
+
+    model = build_classifier("cifar_resnet_tiny", 10, arch_args={"drop_rate": 0.5})
+    save_checkpoint(model, tmp_path / "narrow.pt", "cifar_resnet_tiny", 10, {"drop_rate": 0.5})
+    payload = torch.load(tmp_path / "narrow.pt", weights_only=True)
+    entry = {"arch": "cifar_resnet_tiny", "num_classes": 10, "arch_args": {}}
+    assert weights_mismatch("narrow", entry, payload) == ("the checkpoint's arch_args is {'drop_rate': 0.5}, but "
+                                                          "config.models.narrow.arch_args is {}")
+    assert weights_mismatch("narrow", {**entry, "arch_args": {"drop_rate": 0.5}}, payload) is None

@@ -306,6 +306,26 @@ def check_imported_models(config: dict) -> None:
             raise ConfigError(f"config.models.{name}.file: {path}: {problem}")
 
 
+def check_model_architectures(config: dict) -> None:
+    """Raise ConfigError naming ``config.models.<name>`` when a model's ``arch`` is not a known
+    architecture or its ``arch_args`` are not arguments of it, before any job runs: each network is
+    built on the meta device (no memory for weights). Imported checkpoints are checked against their
+    file by ``check_imported_models``."""
+    import torch
+
+    from robustxai.models.wrapper import build_classifier
+
+    for name in config["models"]:
+        entry = resolve_model(config, name)
+        try:
+            with torch.device("meta"):
+                build_classifier(entry["arch"], entry["num_classes"], arch_args=entry["arch_args"])
+        except (ValueError, TypeError, RuntimeError) as error:
+            key = "arch" if "unknown architecture" in str(error) else "arch_args"
+            raise ConfigError(f"config.models.{name}.{key}: {entry['arch']} with arch_args {entry['arch_args']} "
+                              f"cannot be built: {error}") from error
+
+
 def algorithm_settings(entry: dict) -> dict:
     """The training algorithm's own settings of a resolved model entry (``make_algorithm``'s ``settings``):
     an explainer's weight (lambda), loss, freeze_backbone and branch_lr_scale; nothing for other algorithms."""

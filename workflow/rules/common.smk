@@ -24,6 +24,7 @@ from robustxai.config import (
     canonical,
     check_download_checksums,
     check_imported_models,
+    check_model_architectures,
     check_unique_keys,
     explainer_models,
     fraction_label,
@@ -52,6 +53,7 @@ validate_config(config)  # one line per problem, naming the key (snakemake's val
 validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 check_download_checksums(config)
 check_imported_models(config)
+check_model_architectures(config)
 
 
 R = config["results"]

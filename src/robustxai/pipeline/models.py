@@ -121,13 +121,13 @@ def _plain_state(entry: dict, payload: dict) -> dict:
 def weights_mismatch(name: str, entry: dict, payload: dict) -> str | None:
     """Why a loaded checkpoint file does not fit the resolved entry of configured model ``name``, or None.
 
-    A robustxai checkpoint must have the entry's ``arch`` and ``num_classes``; a plain state dict
+    A robustxai checkpoint must have the entry's ``arch``, ``num_classes`` and ``arch_args``; a plain state dict
     must have exactly the keys and tensor shapes of the entry's network, which is built on the meta
     device (no memory for weights), so a plan-time check costs about the file's load."""
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        for key in ("arch", "num_classes"):
-            if payload[key] != entry[key]:
-                return f"the checkpoint's {key} is {payload[key]!r}, but config.models.{name}.{key} is {entry[key]!r}"
+        for key in ("arch", "num_classes", "arch_args"):
+            if payload.get(key, {}) != entry[key]:
+                return f"the checkpoint's {key} is {payload.get(key, {})!r}, but config.models.{name}.{key} is {entry[key]!r}"
         return None
     if not isinstance(payload, dict):
         return f"it holds a {type(payload).__name__}, not a state dict"
