@@ -20,11 +20,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from robustxai.data.images import read_rgb
+from robustxai.data.images import IMAGE_SUFFIXES, read_rgb
 from robustxai.data.splits import MISSING_BOX, ImageSplit, boxes_from_masks, concatenate
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 #: which VOC objects make an image's box and mask (``dataset.imagefolder.splits.<split>.boxes``)
 BOX_OBJECTS = ("class_object", "any_object")
 #: files named in the warning about objects left out; the rest are counted
@@ -153,8 +152,17 @@ def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
     unknown = set(folders) - set(class_names)
     if unknown:
         raise ValueError(f"{images}: folders {sorted(unknown)} are not in class_names")
-    files = [(f, class_names.index(folder)) for folder in folders
-             for f in sorted((images / folder).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files, skipped = [], []
+    for folder in folders:
+        for f in sorted((images / folder).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((f, class_names.index(folder)))
+            elif not f.name.startswith("."):
+                skipped.append(f)
+    if skipped:
+        log.warning("%s: %d files that are not images Pillow can read were skipped: %s%s", images, len(skipped),
+                    ", ".join(str(f.relative_to(images)) for f in skipped[:NAMED_FILES]),
+                    "" if len(skipped) <= NAMED_FILES else f" and {len(skipped) - NAMED_FILES} more")
     if not files:
         raise FileNotFoundError(f"{images}: no images found in class sub-folders")
     left_out: dict[Path, list[str]] = {}
