@@ -181,3 +181,21 @@ def test_a_failed_download_leaves_no_file(tmp_path):
                                          r"one the config names"):
         download((tmp_path / "f.bin").as_uri(), tmp_path / "d" / "f.bin", sha256="0" * 64)
     assert list((tmp_path / "d").iterdir()) == []
+
+
+@pytest.mark.parametrize("line, message", [
+    ("../../secret.JPEG {wnid} 0 0 10 10", r"val/val_annotations\.txt line 1: '\.\./\.\./secret\.JPEG' is not a plain "
+                                           r"file name; refusing a path that could leave the data folder"),
+    ("val_0.JPEG {wnid} 0 abc 10 10", r"val/val_annotations\.txt line 1: corners \['0', 'abc', '10', '10'\] are not "
+                                      r"integers \('<file> <wnid> x0 y0 x1 y1'\)"),
+    ("val_0.JPEG", r"val/val_annotations\.txt line 1: 1 fields 'val_0\.JPEG', expected '<file> <wnid> x0 y0 x1 y1'"),
+])
+def test_tiny_imagenet_annotations_that_leave_the_tree_or_are_malformed_are_refused_naming_the_line(
+        tmp_path, line, message):
+    make_tinyimagenet_tree(tmp_path / "tiny")
+    (tmp_path / "secret.JPEG").write_bytes(b"outside the data root")
+    annotations = tmp_path / "tiny" / "val" / "val_annotations.txt"
+    wnid = annotations.read_text().split()[1]
+    annotations.write_text(line.format(wnid=wnid) + "\n" + annotations.read_text())
+    with pytest.raises(ValueError, match=message):
+        read_tinyimagenet(tmp_path / "tiny")

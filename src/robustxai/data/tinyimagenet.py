@@ -41,7 +41,11 @@ def _open_tree(source: str | os.PathLike) -> Iterator[Callable[[str], bytes]]:
     for ``source`` = the official zip or that folder extracted."""
     source = Path(source)
     if source.is_dir():
+        root = source.resolve()
+
         def read(path: str) -> bytes:
+            if root not in (root / path).resolve().parents:
+                raise ValueError(f"{source}: {path} lies outside the data folder; refusing to read it")
             if not (source / path).is_file():
                 raise FileNotFoundError(f"{source}: no {path} (expected the tiny-imagenet-200 folder)")
             return (source / path).read_bytes()
@@ -74,6 +78,28 @@ def _lines(data: bytes) -> list[list[str]]:
     return [line.split() for line in data.decode().splitlines() if line.strip()]
 
 
+def annotation_rows(data: bytes, where: str, names: int) -> list[tuple[list[str], list[str]]]:
+    """(names, corners) of each non-empty line of an annotation file ``where``: ``names`` leading fields
+    (an image file name, then a wnid) and four integer corners. A file name must be a plain name (no
+    folder, no ``..``): the images are read from the folder the file names. A malformed line raises
+    ValueError naming the file, the line number and what it expected."""
+    rows = []
+    for number, line in enumerate(data.decode().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        expected = "<file> " + ("<wnid> " if names == 2 else "") + "x0 y0 x1 y1"
+        if len(fields) != names + 4:
+            raise ValueError(f"{where} line {number}: {len(fields)} fields '{line.strip()}', expected '{expected}'")
+        if not all(field.lstrip("-").isdigit() for field in fields[names:]):
+            raise ValueError(f"{where} line {number}: corners {fields[names:]} are not integers ('{expected}')")
+        if "/" in fields[0] or "\\" in fields[0] or fields[0] in (".", ".."):
+            raise ValueError(f"{where} line {number}: '{fields[0]}' is not a plain file name; refusing a path "
+                             "that could leave the data folder")
+        rows.append((fields[:names], fields[names:]))
+    return rows
+
+
 def _read_split(read: Callable[[str], bytes], entries: list[Entry], class_names: list[str],
                 desc: str) -> ImageSplit:
     """Decode the listed images into uint8 (N, 64, 64, 3) with their labels, boxes and box masks."""
@@ -102,10 +128,12 @@ def read_tinyimagenet(source: str | os.PathLike) -> dict[str, ImageSplit]:
     with _open_tree(source) as read:
         wnids = [fields[0] for fields in _lines(read("wnids.txt"))]
         labels = {wnid: label for label, wnid in enumerate(wnids)}
-        train = [(f"train/{wnid}/images/{file}", labels[wnid], corners)
-                 for wnid in wnids for file, *corners in _lines(read(f"train/{wnid}/{wnid}_boxes.txt"))]
+        train = [(f"train/{wnid}/images/{file}", labels[wnid], corners) for wnid in wnids
+                 for (file,), corners in annotation_rows(read(f"train/{wnid}/{wnid}_boxes.txt"),
+                                                         f"{source}: train/{wnid}/{wnid}_boxes.txt", 1)]
         val = []
-        for file, wnid, *corners in _lines(read("val/val_annotations.txt")):
+        for (file, wnid), corners in annotation_rows(read("val/val_annotations.txt"),
+                                                     f"{source}: val/val_annotations.txt", 2):
             if wnid not in labels:
                 raise ValueError(f"{source}: val/val_annotations.txt labels {file} '{wnid}', not in wnids.txt")
             val.append((f"val/images/{file}", labels[wnid], corners))
