@@ -38,3 +38,26 @@ def test_a_folder_of_tiff_and_gif_images_is_read_and_other_files_are_named(tmp_p
     labels = np.concatenate([p.labels for p in parts])
     assert sorted(labels.tolist()) == [0, 0, 1, 1]
     assert "1 files that are not images Pillow can read were skipped: gifs/notes.txt" in caplog.text
+
+
+def test_a_decompression_bomb_is_named_with_what_to_do(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is more than twice the limit: a "bomb"
+    with pytest.raises(ValueError, match=r"huge\.png: Image size \(4096 pixels\) exceeds .*decompression bomb\. If it "
+                                         r"is a real image, downscale it first"):
+        read_rgb(tmp_path / "huge.png")
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_file_and_the_free_space(tmp_path, monkeypatch):
+    import torch
+
+    from robustxai.models.checkpoint import save_payload
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 449792 vs 449680")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"model\.pt: writing the checkpoint failed \(.*unexpected pos.*\); \d+ MiB free "
+                                      r"on its disk: free space"):
+        save_payload({"a": 1}, tmp_path / "model.pt")
+    assert list(tmp_path.iterdir()) == []  # no partial file left

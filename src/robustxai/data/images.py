@@ -47,6 +47,9 @@ def read_rgb(file: str | os.PathLike | IO[bytes], name: str | os.PathLike | None
                 values = np.asarray(image, dtype=np.float64) / SIXTEEN_TO_EIGHT_BIT
                 return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L").convert("RGB")
             return image.convert("RGB")
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{name or file}: {error}; a file this large is likely a decompression bomb. If it is a "
+                         "real image, downscale it first (or raise PIL.Image.MAX_IMAGE_PIXELS)") from error
     except OSError as error:  # truncated, or not an image (PIL's UnidentifiedImageError is an OSError)
         raise ValueError(f"{name or file}: cannot read the image ({error}); replace the file (e.g. download "
                          "it again)") from error

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import pickle
 
+from pathlib import Path
+
 import torch
 
 from robustxai.files import atomic_output
@@ -42,7 +44,14 @@ def save_checkpoint(model: ImageClassifier, path: str | os.PathLike, arch: str, 
 def save_payload(payload: dict, path: str | os.PathLike) -> None:
     """``torch.save`` a dict of tensors and primitives to ``path`` atomically, with its ``content_sha256``."""
     with atomic_output(path) as tmp:
-        torch.save({**payload, CHECKSUM_KEY: content_sha256(payload)}, tmp)
+        try:
+            torch.save({**payload, CHECKSUM_KEY: content_sha256(payload)}, tmp)
+        except (RuntimeError, OSError) as error:  # a full disk surfaces as torch's "unexpected pos" RuntimeError
+            import shutil
+
+            free = shutil.disk_usage(Path(tmp).parent).free
+            raise OSError(f"{path}: writing the checkpoint failed ({error}); {free / 2**20:.0f} MiB free on its "
+                          "disk: free space (or point config.results elsewhere) and rerun; nothing was replaced") from error
 
 
 def load_payload(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
