@@ -199,3 +199,60 @@ def test_tiny_imagenet_annotations_that_leave_the_tree_or_are_malformed_are_refu
     annotations.write_text(line.format(wnid=wnid) + "\n" + annotations.read_text())
     with pytest.raises(ValueError, match=message):
         read_tinyimagenet(tmp_path / "tiny")
+
+
+def _tar_of(tmp_path, files):
+    import tarfile
+
+    source = tmp_path / "archive-src"
+    for name, text in files.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
+    with tarfile.open(tmp_path / "set.tar", "w") as tar:
+        tar.add(source, arcname="set")
+    return tmp_path / "set.tar"
+
+
+def test_unpacking_never_replaces_a_folder_the_workflow_did_not_unpack(tmp_path):
+    from robustxai.data.extract import UNPACKED_MARKER, check_unpack_target, extract_archives
+
+    archive = _tar_of(tmp_path, {"n01/a.jpg": "a"})
+    target = tmp_path / "data"  # e.g. a parent of the test split, holding the user's files
+    (target / "test").mkdir(parents=True)
+    (target / "test" / "img.png").write_text("the test images")
+    (target / "unrelated.txt").write_text("someone's file")
+    (tmp_path / "data.partial").mkdir()  # a folder named like the old fixed temporary name
+    (tmp_path / "data.partial" / "keep.txt").write_text("not ours either")
+    message = r"^key\.images: .*data already exists and holds files the workflow did not unpack"
+    with pytest.raises(ValueError, match=message):
+        check_unpack_target(target, "key.images")
+    with pytest.raises(ValueError, match="holds files the workflow did not unpack"):
+        extract_archives([archive], target, strip_components=1)
+    assert (target / "test" / "img.png").read_text() == "the test images"
+    assert (target / "unrelated.txt").exists() and (tmp_path / "data.partial" / "keep.txt").exists()
+    # a fresh folder is unpacked and marked; a rerun may replace what it unpacked itself
+    assert extract_archives([archive], tmp_path / "fresh", strip_components=1) == 1
+    assert (tmp_path / "fresh" / UNPACKED_MARKER).is_file() and (tmp_path / "fresh" / "n01" / "a.jpg").is_file()
+    check_unpack_target(tmp_path / "fresh", "key.images")
+    assert extract_archives([archive], tmp_path / "fresh", strip_components=1) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("fresh")) == ["fresh"]  # no leftovers
+
+
+def test_the_plan_refuses_an_ood_folder_with_archives_that_holds_other_files(tmp_path):
+    from workflow_runs import ROOT, snakemake
+
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "imagenet.yaml").read_text())
+    ood_name, ood = next(iter(config["dataset"]["imagefolder"]["ood"].items()))
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "mine.txt").write_text("user data")
+    ood.update(images=str(occupied), archives=[{"url": "https://example.org/set.tar", "sha256": "0" * 64}])
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", config=path, check=False)
+    assert result.returncode != 0
+    assert (f"config.dataset.imagefolder.ood.{ood_name}.images: {occupied} already exists and holds files the "
+            "workflow did not unpack") in result.stdout + result.stderr
+    assert (occupied / "mine.txt").exists()

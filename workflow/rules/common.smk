@@ -15,6 +15,7 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 # it holds for any job that loads torch before robustxai.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from robustxai.data.extract import check_unpack_target
 from robustxai.data.kinds import dataset_kind
 from robustxai.pipeline import resources as job_memory
 from robustxai.config import (
@@ -76,6 +77,8 @@ ENV = "../../envs/robustxai.yaml"
 # Splits read from folders that are downloaded and unpacked first (ImageNet OOD sets with archives):
 # split -> {"folder", "archives", "strip_components"}; the folder is the split's configured root.
 FOLDER_DOWNLOADS = dataset_kind(DATASET["kind"]).folder_downloads(DATASET)
+for _split, _download in FOLDER_DOWNLOADS.items():  # Snakemake deletes a directory output before remaking it
+    check_unpack_target(_download["folder"], f"config.dataset.{DATASET['kind']}.ood.{_split}.images")
 SPLIT_OF_FOLDER = {download["folder"]: split for split, download in FOLDER_DOWNLOADS.items()}
 
 

@@ -81,7 +81,7 @@ def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGEN
 
     import robustxai.models.architectures  # noqa: F401  (registers the cifar_* architectures in timm)
 
-    if arch not in timm.list_models():
+    if timm.models.split_model_name_tag(arch)[0] not in timm.list_models():  # a pretrained tag (.tv_in1k) may follow
         raise ValueError(f"unknown architecture '{arch}': not a timm model name "
                          f"(ours: {', '.join(timm.list_models('cifar_*'))})")
     kwargs = dict(arch_args or {})
