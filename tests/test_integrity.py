@@ -170,3 +170,38 @@ def test_verify_names_exactly_the_corrupt_files_and_fix_removes_them(tmp_path, c
     assert exit.value.code == 0 and "checked 3 files" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="is not a folder: give the workflow's results folder"):
         main(["verify", str(tmp_path / "missing")])
+
+
+def test_verify_fix_keeps_every_file_the_workflow_did_not_write(tmp_path, capsys):
+    import h5py
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    results = tmp_path / "results"
+    (results / "models").mkdir(parents=True)
+    foreign = {
+        "attributions/mine.h5": None, "data/toy/test.h5": None,  # the second is at a split's path: judged
+        "models/scripted.pt": b"PK\x03\x04 a TorchScript archive",
+        "models/whole_model.pt": b"\x80\x04 a pickled nn.Module",  # at a checkpoint's path: judged, moved
+        "notes.tmp": b"a user's scratch file", "exports/broken.parquet": b"PAR1 broken",
+    }
+    for name, data in foreign.items():
+        path = results / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".h5"):
+            with h5py.File(path, "w") as f:
+                f["x"] = np.arange(3)
+        else:
+            path.write_bytes(data)
+    pq.write_table(pa.table({"a": [1]}), results / "exports" / "fine.parquet")
+    with pytest.raises(SystemExit):
+        main(["verify", str(results), "--fix"])
+    out = capsys.readouterr().out
+    for name in ("attributions/mine.h5", "notes.tmp", "exports/broken.parquet", "exports/fine.parquet"):
+        assert (results / name).exists(), name
+        assert f"unknown: {results / name} (not " in out
+    # files at the workflow's own paths that fail its checks are moved aside, never deleted
+    for name in ("data/toy/test.h5", "models/scripted.pt", "models/whole_model.pt"):
+        assert not (results / name).exists() and (results / ".corrupt" / name).exists(), name
+        assert f"moved to {results / '.corrupt'}: {results / name}" in out
+    assert "4 not written by the workflow (kept)" in out

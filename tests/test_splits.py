@@ -77,9 +77,10 @@ def test_labels_outside_the_label_subset_are_refused():
 
 
 def test_a_damaged_chunk_names_the_file_and_verify_finds_it(tmp_path):
-    path = tmp_path / "test.h5"
+    path = tmp_path / "data" / "toy" / "test.h5"
+    path.parent.mkdir(parents=True)
     save_split(make_split(), path)
-    assert check_file(path).status == OK
+    assert check_file(path, tmp_path).status == OK
     with h5py.File(path) as f:
         offset = f["images"].id.get_chunk_info(4).byte_offset
     data = bytearray(path.read_bytes())
@@ -88,7 +89,7 @@ def test_a_damaged_chunk_names_the_file_and_verify_finds_it(tmp_path):
     assert len(load_split(path, np.array([3, 5]))) == 2  # other images still read
     with pytest.raises(CorruptFileError, match="test.h5"):
         load_split(path, np.array([4]))
-    assert check_file(path).status == CORRUPT
+    assert check_file(path, tmp_path).status == CORRUPT
 
 
 def test_the_corruption_split_streamed_in_parts_cycles_pairs_over_the_whole_split(tmp_path, monkeypatch):

@@ -77,18 +77,22 @@ def explain_command(args: argparse.Namespace) -> None:
 def verify_command(args: argparse.Namespace) -> int:
     """Print one line per corrupt or leftover file, a summary and the command that regenerates the corrupt
     ones; 1 when a corrupt file was found, else 0."""
-    from robustxai.pipeline.verify import CORRUPT, LEFTOVER, UNVERIFIED, verify_results
+    from robustxai.pipeline.verify import CORRUPT, LEFTOVER, QUARANTINE, UNKNOWN, UNVERIFIED, verify_results
 
     try:
         checks = verify_results(args.results, fix=args.fix)
     except NotADirectoryError as error:
         raise SystemExit(str(error)) from None
-    count = {status: sum(c.status == status for c in checks) for status in (CORRUPT, LEFTOVER, UNVERIFIED)}
+    count = {status: sum(c.status == status for c in checks) for status in (CORRUPT, LEFTOVER, UNVERIFIED, UNKNOWN)}
     for check in checks:
         if check.status in (CORRUPT, LEFTOVER):
-            print(f"{'removed' if args.fix else check.status}: {check.path} ({check.reason})")
+            moved = f"moved to {Path(args.results) / QUARANTINE}" if args.fix else check.status
+            print(f"{moved}: {check.path} ({check.reason})")
+        elif check.status == UNKNOWN:
+            print(f"unknown: {check.path} ({check.reason})")
     print(f"checked {len(checks)} files under {args.results}: {count[CORRUPT]} corrupt, {count[LEFTOVER]} leftover "
-          f"temporary, {count[UNVERIFIED]} written before checksums (not verifiable)")
+          f"temporary, {count[UNVERIFIED]} written before checksums (not verifiable), {count[UNKNOWN]} not written "
+          "by the workflow (kept)")
     if count[CORRUPT]:
         # a removed file that no job of a plain run needs (e.g. a checkpoint) is regenerated only when forced
         forcerun = "snakemake --forcerun " + " ".join(str(c.path) for c in checks if c.status == CORRUPT)
