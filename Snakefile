@@ -23,6 +23,20 @@ include: "workflow/rules/latency.smk"
 include: "workflow/rules/roar.smk"
 
 
+# One run at a time per results folder (robustxai.results_lock): Snakemake locks only the working
+# directory, so two checkouts or configs sharing `results` would mix their files.
+onstart:
+    results_lock.acquire(R, {"workdir": os.getcwd(), "configfiles": [str(f) for f in workflow.configfiles]})
+
+
+onsuccess:
+    results_lock.release(R)
+
+
+onerror:
+    results_lock.release(R)
+
+
 rule all:
     input:
         rules.aggregate_models.output,

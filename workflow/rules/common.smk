@@ -15,6 +15,7 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 # it holds for any job that loads torch before robustxai.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from robustxai import results_lock
 from robustxai.data.extract import check_unpack_target
 from robustxai.data.kinds import dataset_kind
 from robustxai.pipeline import resources as job_memory
