@@ -182,3 +182,19 @@ def test_the_class_names_file_is_an_input_of_data_preparation(tmp_path):
     assert dataset_kind("builtin").input_files(DATASETS["builtin"]) == []
     with pytest.raises(ConfigError, match=r"sets both class_names \(imagenet\) and class_names_file \(c.txt\)"):
         kind.input_files(folder_dataset(tmp_path, 3, class_names="imagenet", class_names_file="c.txt"))
+
+
+def test_hidden_folders_are_not_classes_and_a_repeated_class_name_is_refused(tmp_path, caplog):
+    import logging
+
+    images = class_folder_tree(tmp_path / "val", ["n01440764", "n01443537", "n15075141"])
+    (images / ".ipynb_checkpoints").mkdir()
+    with caplog.at_level(logging.WARNING):
+        test = dataset_kind("imagefolder").build_splits(folder_dataset(images, 3, class_names="folders"), None)["test"]
+    assert test.labels.tolist() == [0, 1, 2] and ".ipynb_checkpoints" not in test.class_names
+    assert "hidden folders ['.ipynb_checkpoints'] are not classes; left out" in caplog.text
+    classes = tmp_path / "classes.txt"
+    classes.write_text("n01440764\nn01443537\nn01443537\nn15075141\n")
+    with pytest.raises(ConfigError, match=rf"^dataset.imagefolder.class_names_file: {classes} lists \['n01443537'\] "
+                                          r"more than once"):
+        dataset_kind("imagefolder").build_splits(folder_dataset(images, 3, class_names_file=str(classes)), None)

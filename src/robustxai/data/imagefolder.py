@@ -30,6 +30,20 @@ BOX_OBJECTS = ("class_object", "any_object")
 NAMED_FILES = 10
 
 
+def class_folders(images: str | os.PathLike) -> list[str]:
+    """The sorted class sub-folder names of ``images`` ([] when it is not a folder yet). Hidden folders
+    (``.ipynb_checkpoints``, ``.DS_Store`` folders, ``.git``) are not classes: they are left out and named
+    in a warning, so they neither shift the labels nor change the class count."""
+    root = Path(images)
+    if not root.is_dir():
+        return []
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    hidden = [name for name in folders if name.startswith(".")]
+    if hidden:
+        log.warning("%s: hidden folders %s are not classes; left out", root, hidden)
+    return [name for name in folders if not name.startswith(".")]
+
+
 def read_voc_boxes(xml_path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int, int]]]:
     """Objects of a Pascal-VOC XML file as (name, (x0, y0, x1, y1)), 0-based with exclusive ends.
 
@@ -147,7 +161,7 @@ def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
     if boxes not in BOX_OBJECTS:
         raise ValueError(f"boxes={boxes!r}: expected one of {list(BOX_OBJECTS)}")
     images, annotations = Path(images), Path(annotations) if annotations else None
-    folders = sorted(p.name for p in images.iterdir() if p.is_dir())
+    folders = class_folders(images)
     class_names = list(class_names) if class_names else folders
     unknown = set(folders) - set(class_names)
     if unknown:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from robustxai.config import ConfigError
-from robustxai.data.imagefolder import iter_imagefolder
+from robustxai.data.imagefolder import class_folders, iter_imagefolder
 from robustxai.data.imagenet_ood import ood_format
 from robustxai.data.imagenet_ood.lists import imagenet_wnids
 from robustxai.data.kinds.base import DatasetKind
@@ -83,11 +83,15 @@ class ImageFolder(DatasetKind):
     def class_order(self, settings: dict) -> ClassOrder:
         """The label order of the kind's settings block (rules in the class docstring)."""
         if file := self._class_names_file(settings):
-            return ClassOrder([line.strip() for line in Path(file).read_text().splitlines() if line.strip()],
-                              "file", f"class_names_file: {file}")
+            names = [line.strip() for line in Path(file).read_text().splitlines() if line.strip()]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ConfigError(f"dataset.imagefolder.class_names_file: {file} lists {repeated} more than once; "
+                                  "each class must appear once, on the line of its label")
+            return ClassOrder(names, "file", f"class_names_file: {file}")
         if (choice := settings.get("class_names")) in ("imagenet", "folders"):
             return ClassOrder(list(imagenet_wnids()) if choice == "imagenet" else None, choice, f"class_names: {choice}")
-        folders = {name for folder in settings["splits"].values() for name in _folders(folder["images"])}
+        folders = {name for folder in settings["splits"].values() for name in class_folders(folder["images"])}
         if folders and all(WNID.fullmatch(name) for name in folders):
             return ClassOrder(list(imagenet_wnids()), "imagenet",
                               "class_names: imagenet, the default when every folder is a wnid")
@@ -116,7 +120,7 @@ class ImageFolder(DatasetKind):
         """ConfigError unless the configured splits' classes are the 1000 ImageNet wnids in sorted order,
         the label space of the OOD sets (checked on the folder names, before any image is read)."""
         test = Path(settings["splits"]["test"]["images"])
-        names = class_names or sorted(p.name for p in test.iterdir() if p.is_dir())
+        names = class_names or class_folders(test)
         if tuple(names) != imagenet_wnids():
             raise ConfigError(f"dataset.imagefolder.ood labels images by the 1000 ImageNet wnids in sorted order, but "
                               f"the classes of {settings.get('class_names_file') or test} are {len(names)} others "
@@ -128,7 +132,7 @@ class ImageFolder(DatasetKind):
         """ConfigError naming the folders of a split labelled in ImageNet order that are not ImageNet-1k wnids."""
         known = set(imagenet_wnids())
         for name, folder in settings["splits"].items():
-            unknown = [f for f in _folders(folder["images"]) if f not in known]
+            unknown = [f for f in class_folders(folder["images"]) if f not in known]
             if unknown:
                 raise ConfigError(f"imagefolder split '{name}' ({folder['images']}) is labelled in the 1000-class "
                                   f"ImageNet order ({order.said}), but its folders {unknown[:5]} are not ImageNet-1k "
@@ -148,10 +152,6 @@ class ImageFolder(DatasetKind):
         return {name: concatenate(list(parts)) for name, parts in self.split_parts(dataset, archive_path).items()}
 
 
-def _folders(images: str) -> list[str]:
-    """The sorted sub-folder names of ``images`` ([] when it is not a folder yet)."""
-    root = Path(images)
-    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 def class_count_error(split: str, images: str, count: int, num_classes: int, order: ClassOrder) -> str:
@@ -159,7 +159,7 @@ def class_count_error(split: str, images: str, count: int, num_classes: int, ord
     ``count`` classes in ``order`` but the config says ``num_classes``."""
     where = f"imagefolder split '{split}' ({images})"
     if order.rule == "imagenet":
-        folders = len(_folders(images))
+        folders = len(class_folders(images))
         return (f"{where} is labelled in the 1000-class ImageNet order ({order.said}), but dataset.imagefolder."
                 f"num_classes is {num_classes}: set num_classes: 1000 for a model with the ImageNet-1k outputs, or "
                 f"class_names: folders to label its {folders} folders 0..{folders - 1} in sorted order (a model "
