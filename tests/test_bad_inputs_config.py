@@ -118,3 +118,13 @@ def test_an_imported_checkpoint_with_other_arch_args_is_refused(default_config, 
     assert weights_mismatch("narrow", entry, payload) == ("the checkpoint's arch_args is {'drop_rate': 0.5}, but "
                                                           "config.models.narrow.arch_args is {}")
     assert weights_mismatch("narrow", {**entry, "arch_args": {"drop_rate": 0.5}}, payload) is None
+
+
+def test_text_for_a_numeric_setting_is_refused_naming_it(default_config):
+    from robustxai.config import resolve_attribution, resolve_metrics
+
+    config = copy.deepcopy(default_config)
+    config["metrics"]["insertion"]["steps"] = "8"
+    with pytest.raises(ConfigError, match=r"^config\.metrics\.insertion: metric 'insertion': setting 'steps' is '8' "
+                                          r"\(str\), but it takes a number like its default 224$"):
+        resolve_metrics(config, resolve_attribution(config))

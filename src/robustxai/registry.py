@@ -23,7 +23,23 @@ def build(cls: type, kind: str, name: str, settings: dict):
         unknown = sorted(set(settings) - set(parameters))
         if unknown:
             raise ValueError(f"{kind} '{name}': unknown setting(s) {unknown}; allowed: {sorted(parameters)}")
+    for key, value in settings.items():
+        parameter = parameters.get(key)
+        if parameter is not None and _text_for_a_number(value, parameter):
+            raise ValueError(f"{kind} '{name}': setting '{key}' is {value!r} ({type(value).__name__}), but it takes a "
+                             f"number like its default {parameter.default!r}")
     try:
         return cls(**settings)
     except TypeError as error:
         raise ValueError(f"{kind} '{name}': {error}") from error
+
+
+def _text_for_a_number(value, parameter: inspect.Parameter) -> bool:
+    """Whether ``value`` is text or a bool given to a numeric setting (a number default, no ``str`` in its
+    annotation, unlike ``batch_size: int | str`` that takes "auto"): YAML's ``steps: "8"`` would otherwise
+    fail deep inside the class with "'<' not supported between 'str' and 'int'"."""
+    default = parameter.default
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if not numeric or not isinstance(value, (str, bool)):
+        return False
+    return isinstance(value, bool) or "str" not in str(parameter.annotation)
