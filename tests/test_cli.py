@@ -42,3 +42,16 @@ def test_explain_preprocesses_as_the_study_short_side_resize_then_centre_crop(tm
     images, names = load_images(tmp_path / "wide.png", 8)
     assert images.shape == (1, 3, 8, 8) and names == ["wide.png"]
     assert images[0, 1].min() > 0.85 and images[0, 0].max() < 0.15 and images[0, 2].max() < 0.15  # not squashed
+
+
+def test_explain_refuses_a_target_outside_the_classes_and_a_size_below_one(tmp_path, checkpoint, capsys):
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "img.png")
+    for target in ("99", "-1"):
+        with pytest.raises(SystemExit, match=rf"^--target {target}: .*m\.pt has classes 0\.\.9$"):
+            main(["explain", "--model", str(checkpoint), "--images", str(tmp_path / "img.png"), "--target", target])
+    with pytest.raises(SystemExit):
+        main(["explain", "--model", str(checkpoint), "--images", str(tmp_path / "img.png"), "--size", "0"])
+    assert "argument --size: must be at least 1, got 0" in capsys.readouterr().err
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(SystemExit, match=r"broken\.png: cannot read the image"):
+        main(["explain", "--model", str(checkpoint), "--images", str(tmp_path / "broken.png")])

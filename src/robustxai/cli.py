@@ -60,13 +60,26 @@ def draw_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], titles: list[
     plt.close(fig)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse names the option and the value when it is not)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def explain_command(args: argparse.Namespace) -> None:
     """Run the chosen methods on the images and write the grid."""
     model, payload = load_checkpoint(args.model)
-    images, names = load_images(Path(args.images), args.size)
+    try:
+        images, names = load_images(Path(args.images), args.size)
+    except (ValueError, FileNotFoundError) as error:  # unreadable images name their file
+        raise SystemExit(str(error)) from None
     with torch.no_grad():
         probs = model(images).softmax(1)
     predicted = probs.argmax(1)
+    if args.target is not None and not 0 <= args.target < probs.shape[1]:
+        raise SystemExit(f"--target {args.target}: {args.model} has classes 0..{probs.shape[1] - 1}")
     targets = predicted if args.target is None else torch.full_like(predicted, args.target)
     maps = {name: make_method(name, batch_size="auto").explain(model, images, targets).detach() for name in args.methods}
     titles = [f"{n}\npred {int(p)} ({probs[i, p]:.2f})" for i, (n, p) in enumerate(zip(names, predicted))]
@@ -110,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     explain.add_argument("--images", required=True, help="an image file or a folder of images")
     explain.add_argument("--methods", nargs="+", default=["gradient", "gradcam"], choices=sorted(METHODS),
                          metavar="METHOD", help=f"default: gradient gradcam; any of {', '.join(sorted(METHODS))}")
-    explain.add_argument("--size", type=int, default=32, help="short side resized to SIZE, then centre-cropped "
+    explain.add_argument("--size", type=positive_int, default=32, help="short side resized to SIZE, then centre-cropped "
                          "to SIZE x SIZE, as the study's datasets are (default 32)")
     explain.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted one)")
     explain.add_argument("--out", default="explain.png", help="output PNG (default explain.png)")
