@@ -55,3 +55,18 @@ def test_explain_refuses_a_target_outside_the_classes_and_a_size_below_one(tmp_p
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(SystemExit, match=r"broken\.png: cannot read the image"):
         main(["explain", "--model", str(checkpoint), "--images", str(tmp_path / "broken.png")])
+
+
+def test_verify_prints_commands_that_run_as_printed(tmp_path, monkeypatch, capsys):
+    from robustxai.models.checkpoint import save_checkpoint as save
+
+    results = tmp_path / "résultats ü"
+    save(build_classifier("cifar_vgg_tiny", 10), results / "models" / "a.pt", "cifar_vgg_tiny", 10)
+    data = (results / "models" / "a.pt").read_bytes()
+    (results / "models" / "a.pt").write_bytes(data[: len(data) // 2])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["verify", str(results)])  # an absolute path: the printed paths are relative, quoted
+    out = capsys.readouterr().out
+    assert "robustxai verify 'résultats ü' --fix, then, with your usual options: snakemake --forcerun " \
+           "'résultats ü/models/a.pt'" in out

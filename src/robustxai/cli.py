@@ -87,6 +87,17 @@ def explain_command(args: argparse.Namespace) -> None:
     print(f"{len(images)} image(s) x {len(maps)} method(s) -> {args.out}")
 
 
+def shell_path(path: str | Path) -> str:
+    """``path`` as a shell word in a printed command: relative to the working directory when inside it
+    (the workflow's rules name their outputs so; an absolute one matches no rule), quoted when needed."""
+    import os
+    import shlex
+
+    absolute = Path(path).absolute()
+    inside = Path.cwd() in absolute.parents
+    return shlex.quote(os.path.relpath(absolute) if inside else str(path))
+
+
 def verify_command(args: argparse.Namespace) -> int:
     """Print one line per corrupt or leftover file, a summary and the command that regenerates the corrupt
     ones; 1 when a corrupt file was found, else 0."""
@@ -108,8 +119,8 @@ def verify_command(args: argparse.Namespace) -> int:
           "by the workflow (kept)")
     if count[CORRUPT]:
         # a removed file that no job of a plain run needs (e.g. a checkpoint) is regenerated only when forced
-        forcerun = "snakemake --forcerun " + " ".join(str(c.path) for c in checks if c.status == CORRUPT)
-        print(("to regenerate them" if args.fix else f"to regenerate them: robustxai verify {args.results} --fix, "
+        forcerun = "snakemake --forcerun " + " ".join(shell_path(c.path) for c in checks if c.status == CORRUPT)
+        print(("to regenerate them" if args.fix else f"to regenerate them: robustxai verify {shell_path(args.results)} --fix, "
                "then") + f", with your usual options: {forcerun}")
     return 1 if count[CORRUPT] else 0
 
