@@ -178,6 +178,10 @@ def test_init_from_needs_another_model_of_the_same_arch_and_no_cycle():
                                           r"is a cifar_resnet_tiny .* set config\.models\.b\.arch to 'cifar_vgg_tiny'$"):
         resolve_model(config, "b")
     config["models"]["b"]["arch"] = "cifar_vgg_tiny"
+    config["models"]["a"]["arch_args"] = {"widths": [8, 16]}  # only arch_args differ: the hint names them
+    with pytest.raises(ConfigError, match=r"set config\.models\.b\.arch_args to \{'widths': \[8, 16\]\}$"):
+        resolve_model(config, "b")
+    del config["models"]["a"]["arch_args"]
     assert resolve_model(config, "b")["init_from"] == "a"
     config["models"]["a"]["init_from"] = "b"
     with pytest.raises(ConfigError, match=r"^model 'b': init_from goes round in a circle: b -> a -> b$"):

@@ -229,10 +229,12 @@ def _check_init_from(config: dict, name: str, entry: dict) -> None:
         raise ConfigError(f"model '{name}': init_from must name another configured model, got {start!r}")
     other = config["models"][start]
     if (other["arch"], other.get("arch_args", {})) != (entry["arch"], entry["arch_args"]):
+        differ = [(key, value) for key, value in (("arch", other["arch"]), ("arch_args", other.get("arch_args", {})))
+                  if value != entry[key]]
         raise ConfigError(f"model '{name}': init_from '{start}' is a {other['arch']} (arch_args "
                           f"{other.get('arch_args', {})}), but '{name}' is a {entry['arch']} (arch_args "
                           f"{entry['arch_args']}); fine-tuning starts from the same network: set "
-                          f"config.models.{name}.arch to {other['arch']!r}")
+                          + " and ".join(f"config.models.{name}.{key} to {value!r}" for key, value in differ))
     chain = [name, start]
     while (start := config["models"].get(start, {}).get("init_from")) is not None:
         if start in chain:
