@@ -115,6 +115,23 @@ def test_results_are_cached_across_jobs_through_the_cache_folder(tmp_path):
         assert other_shape.sizes_run
 
 
+@pytest.mark.parametrize("edited", [0, "abc", -4, True])
+def test_an_edited_cache_record_is_ignored_naming_its_file(tmp_path, caplog, edited):
+    import json
+    import logging
+
+    with tuning_mode("auto", tmp_path):
+        tuned_batch_size(Sleeper(fixed=0.01, per_input=1e-5), (1, 2, 2), "forward", CPU, 1_000_000)
+    record_path = next(tmp_path.glob("*.json"))
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "value": edited}))
+    with tuning_mode("auto", tmp_path), caplog.at_level(logging.WARNING):
+        again = Sleeper(fixed=0.01, per_input=1e-5)
+        assert tuned_batch_size(again, (1, 2, 2), "forward", CPU, 1_000_000) >= 1
+    assert again.sizes_run  # tuned again
+    assert f"{record_path}: ignoring a tuning record whose value {edited!r} is not a valid result" in caplog.text
+
+
 def test_mode_off_measures_nothing_and_uses_fixed_defaults():
     model = build_classifier("cifar_resnet_tiny", 10).eval()
     calls = []

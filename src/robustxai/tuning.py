@@ -124,8 +124,9 @@ def _cache_key(model: nn.Module, image_shape: tuple[int, ...], what: str, device
             f"{tuple(image_shape)}|{what}")
 
 
-def _cached(model: nn.Module, key: str):
-    """A cached tuning result (memory, then the cache folder), or None."""
+def _cached(model: nn.Module, key: str, valid: Callable[[object], bool] = lambda value: True):
+    """A cached tuning result (memory, then the cache folder), or None. A file record whose value fails
+    ``valid`` (edited or damaged) is ignored with a warning naming the file, and tuning runs again."""
     if key in _memory_cache.get(model, {}):
         return _memory_cache[model][key]
     if _settings["cache_dir"]:
@@ -135,9 +136,17 @@ def _cached(model: nn.Module, key: str):
         except (OSError, ValueError):
             return None
         if record.get("key") == key:
+            if not valid(record.get("value")):
+                log.warning("%s: ignoring a tuning record whose value %r is not a valid result (edited or damaged); "
+                            "tuning again", path, record.get("value"))
+                return None
             _memory_cache.setdefault(model, {})[key] = record["value"]
             return record["value"]
     return None
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _store(model: nn.Module, key: str, value, detail: dict) -> None:
@@ -285,7 +294,7 @@ def tuned_batch_size(model: nn.Module, image_shape: tuple[int, ...], kind: str, 
     if current_mode() == "off" or expected_inputs < MIN_BATCHES_TO_TUNE * default:
         return default
     key = _cache_key(model, image_shape, f"batch|{kind}|{_layout_name(model)}|{inputs_in_model_layout}", device)
-    if (cached := _cached(model, key)) is not None:
+    if (cached := _cached(model, key, _positive_int)) is not None:
         return int(cached)
     started = time.perf_counter()
     largest = max(1, int(MEMORY_SHARE * available_bytes(device) / bytes_per_input(model, image_shape, kind, device)))
@@ -324,7 +333,7 @@ def adopt_fastest_layout(model: nn.Module, image_shape: tuple[int, ...], kind: s
         model.to(memory_format=torch.contiguous_format)
         return "contiguous"
     key = _cache_key(model, image_shape, f"layout|{kind}|{batch_size}|{inputs_in_model_layout}", device)
-    chosen = _cached(model, key)
+    chosen = _cached(model, key, lambda value: value in LAYOUTS)
     if chosen is None:
         started = time.perf_counter()
         timings: dict[str, list[float]] = {name: [] for name in LAYOUTS}
