@@ -368,10 +368,12 @@ def test_changing_one_roar_fraction_reruns_only_its_cells(smoke_run, tmp_path):
     edited = tmp_path / "fraction.yaml"
     edited.write_text(yaml.safe_dump(config))
     output = snakemake(smoke_run, "-n", config=edited).stdout
-    # the three rows' cells and controls at 0.6; no maps, no anchor, no other stage
+    # the three rows' cells and controls at 0.6, and the leakage check's positive control there; no maps, no
+    # anchor, no other stage
     assert planned_jobs(output) == [("all", None), ("findings", None)] + [("roar", "vgg-vanilla")] * 3 + \
-        [("roar_leakage", "vgg-vanilla")] * 3 + [("roar_table", None)]
-    assert output.count("fraction=0.6") == 6 and "method=unmodified" not in output
+        [("roar_leakage", "vgg-vanilla")] * 4 + [("roar_table", None)]
+    assert output.count("fraction=0.6") == 7 and "method=unmodified" not in output
+    assert output.count("method=true_objects") == 1
 
 
 def test_lint_is_clean():
