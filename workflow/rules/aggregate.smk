@@ -18,7 +18,7 @@ rule aggregate_models:
         plot=report(f"{R}/plots/accuracy.png", caption="../report/accuracy.rst", category="1. Models"),
         plot_data=f"{R}/plots/accuracy.csv",
     params:
-        studies=model_studies(config, ATTRIBUTION["methods"] if ATTRIBUTION is not None else {}),
+        studies=dict(sorted(model_studies(config, ATTRIBUTION["methods"] if ATTRIBUTION is not None else {}).items())),
     log:
         f"{R}/logs/aggregate/models.log",
     conda:

@@ -11,9 +11,9 @@ if LATENCY is not None:
     # between the two models' jobs). On a local run it claims every core given (--cores), so the
     # scheduler starts nothing beside it; its torch still uses LATENCY["threads"] threads
     # (params.threads). On SLURM the job gets a node of its own (slurm_extra "--exclusive" in
-    # profiles/slurm) whatever it asks for; a cluster run may have no --cores (then workflow.cores
-    # raises), so it asks for LATENCY["threads"] there.
-    LATENCY_JOB_THREADS = workflow.resource_settings.cores or LATENCY["threads"]
+    # profiles/slurm) whatever it asks for, so there it asks for LATENCY["threads"] (a cluster run's
+    # --cores is the number of jobs in flight, not a machine's cores).
+    LATENCY_JOB_THREADS = (workflow.resource_settings.cores or LATENCY["threads"]) if workflow.local_exec else LATENCY["threads"]
 
     rule latency:
         input:
