@@ -1,4 +1,5 @@
 """The ImageNet zoo: Madry-lab checkpoints imported, the weights lock, fine-tuning from another model."""
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from robustxai.config import ConfigError, resolve_model, validate_config
 from robustxai.data.builtin import make_builtin_splits
 from robustxai.data.download import file_digest
 from robustxai.data.splits import save_split
-from robustxai.data.weights_lock import download_weights, record_path, verify_weights
+from robustxai.data.weights_lock import download_weights, pin_weights, record_path, verify_weights
 from robustxai.models import build_classifier, load_checkpoint, save_checkpoint
 from robustxai.models.preprocessing import native_input_size
 from robustxai.models.wrapper import IMAGENET_MEAN, IMAGENET_STD
@@ -150,6 +151,37 @@ def test_concurrent_first_downloads_keep_every_record(tmp_path):
     for k, source in enumerate(sources):
         record = yaml.safe_load(record_path(tmp_path / "lock", f"m{k}").read_text())
         assert (record["size"], record["sha256"]) == ((k + 1) * 1000, file_digest(source))
+
+
+def test_concurrent_first_downloads_of_one_model_agree_on_one_record(tmp_path):
+    """Six writers race to record one model: with the same bytes all pass; with two different files
+    exactly the writers whose file matches the one record that won pass, the others are refused."""
+    files = [tmp_path / "a.ckpt", tmp_path / "b.ckpt"]
+    files[0].write_bytes(b"a" * 5000)
+    files[1].write_bytes(b"b" * 5000)
+
+    def race(lock: Path, which: list[int]) -> list[bool]:
+        start = threading.Barrier(len(which))
+
+        def pin(k: int) -> bool:
+            start.wait()
+            try:
+                pin_weights(files[k], "m", "https://host/m.ckpt", lock)
+                return True
+            except ValueError as error:
+                assert "do not match the weights lock" in str(error)
+                return False
+
+        with ThreadPoolExecutor(len(which)) as pool:
+            return list(pool.map(pin, which))
+
+    for trial in range(10):
+        assert race(tmp_path / f"same{trial}", [0] * 6) == [True] * 6
+        which = [0, 1] * 3
+        passed = race(tmp_path / f"mixed{trial}", which)
+        winner = yaml.safe_load(record_path(tmp_path / f"mixed{trial}", "m").read_text())["sha256"]
+        assert passed == [file_digest(files[k]) == winner for k in which]
+        assert sorted(p.name for p in (tmp_path / f"mixed{trial}").iterdir()) == ["m.yaml"]  # no temporary left
 
 
 def test_an_imported_local_file_is_pinned_too(tmp_path):

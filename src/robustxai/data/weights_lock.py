@@ -3,8 +3,10 @@
 The first download (or import) of a model's weights records the file's URL, size and sha256 in
 ``<weights_lock>/<model>.yaml`` and prints the record; every later download or import of that model
 must match it. A ``sha256`` in the model's config entry wins over the lock. Each model has its own
-record file, written atomically, so concurrent downloads of different models never lose each other's
-records and no file lock (unreliable on cluster file systems) is needed.
+record file, created atomically and only once (a hard link, which fails when the record exists), so
+concurrent downloads of different models never lose each other's records, concurrent first downloads
+of one model all check against the one record that won, and no file lock (unreliable on cluster file
+systems) is needed.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from robustxai.data.download import download, file_digest, verify_digest
-from robustxai.files import atomic_output
+from robustxai.files import create_exclusively
 
 log = logging.getLogger(__name__)
 RECORD_KEYS = ("url", "size", "sha256")
@@ -54,14 +56,15 @@ def pin_weights(path: str | os.PathLike, model: str, url: str, lock_dir: str | o
     record = read_record(lock_dir, model)
     if record is None:
         record = {**found, "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        with atomic_output(record_file) as tmp:
-            tmp.write_text(f"# weights of model '{model}', trusted on first download; later downloads must match\n"
-                           + yaml.safe_dump(record, sort_keys=False))
-        message = (f"weights lock: first download of model '{model}' trusted and recorded in {record_file}: "
-                   f"url {url}, {found['size']} bytes, sha256 {found['sha256']}")
-        log.warning(message)
-        print(message, file=sys.__stderr__, flush=True)  # also on the console, not only in the job's log
-        return record
+        text = (f"# weights of model '{model}', trusted on first download; later downloads must match\n"
+                + yaml.safe_dump(record, sort_keys=False))
+        if create_exclusively(record_file, text):
+            message = (f"weights lock: first download of model '{model}' trusted and recorded in {record_file}: "
+                       f"url {url}, {found['size']} bytes, sha256 {found['sha256']}")
+            log.warning(message)
+            print(message, file=sys.__stderr__, flush=True)  # also on the console, not only in the job's log
+            return record
+        record = read_record(lock_dir, model)  # a concurrent first download recorded first: match its record
     if (found["sha256"], found["size"]) != (record["sha256"], record["size"]):
         moved = "" if record["url"] == url else f" (recorded from {record['url']})"
         raise ValueError(
