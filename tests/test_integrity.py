@@ -82,6 +82,22 @@ def test_a_shard_written_before_checksums_is_read_unverified(shard_path):
     assert CHECKSUM_KEY not in read_shard(shard_path).attrs
 
 
+def test_verify_names_a_shard_whose_checksum_was_removed(tmp_path, capsys):
+    results = tmp_path / "results"
+    shard = results / "attributions" / "m" / "shard-0.h5"
+    write_shard(make_shard(), shard)
+    with h5py.File(shard, "r+") as f:
+        del f.attrs[CHECKSUM_KEY]
+        f["maps"][0] = 0
+    with pytest.raises(SystemExit) as exit:
+        main(["verify", str(results)])
+    out = capsys.readouterr().out
+    assert exit.value.code == 0  # results of a version before checksums stay usable
+    assert f"not verifiable: {shard} (it carries no checksum: written by a version before checksums, or its " \
+        "checksum was removed; regenerate it with snakemake --forcerun" in out
+    assert "1 written before checksums (not verifiable)" in out
+
+
 def test_a_table_round_trips_with_its_checksum_and_metadata(tmp_path):
     table = metric_table()
     write_table(table, tmp_path / "t.parquet", {"metric": "road"})

@@ -114,6 +114,8 @@ def verify_command(args: argparse.Namespace) -> int:
             print(f"{moved}: {check.path} ({check.reason})")
         elif check.status == UNKNOWN:
             print(f"unknown: {check.path} ({check.reason})")
+        elif check.status == UNVERIFIED:
+            print(f"not verifiable: {check.path} ({check.reason})")
     print(f"checked {len(checks)} files under {args.results}: {count[CORRUPT]} corrupt, {count[LEFTOVER]} leftover "
           f"temporary, {count[UNVERIFIED]} written before checksums (not verifiable), {count[UNKNOWN]} not written "
           "by the workflow (kept)")

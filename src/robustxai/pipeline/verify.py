@@ -75,7 +75,10 @@ def check_file(path: Path, root: Path) -> FileCheck:
     if not LAYOUT.fullmatch(relative):
         return FileCheck(path, UNKNOWN, "not at a path the workflow writes; kept")
     try:
-        return FileCheck(path, OK if CHECKS[path.suffix](path) else UNVERIFIED)
+        if CHECKS[path.suffix](path):
+            return FileCheck(path, OK)
+        return FileCheck(path, UNVERIFIED, "it carries no checksum: written by a version before checksums, or its "
+                         "checksum was removed; regenerate it with snakemake --forcerun to make it verifiable")
     except CorruptFileError as error:
         return FileCheck(path, CORRUPT, error.reason)
 
