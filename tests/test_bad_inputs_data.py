@@ -188,6 +188,8 @@ def test_a_failed_download_leaves_no_file(tmp_path):
                                            r"file name; refusing a path that could leave the data folder"),
     ("val_0.JPEG {wnid} 0 abc 10 10", r"val/val_annotations\.txt line 1: corners \['0', 'abc', '10', '10'\] are not "
                                       r"integers \('<file> <wnid> x0 y0 x1 y1'\)"),
+    ("val_0.JPEG {wnid} 0 \u00b2 10 10", r"val/val_annotations\.txt line 1: corners \['0', '\u00b2', '10', '10'\] "
+                                         r"are not integers"),  # str.isdigit() accepts '²', int() does not
     ("val_0.JPEG", r"val/val_annotations\.txt line 1: 1 fields 'val_0\.JPEG', expected '<file> <wnid> x0 y0 x1 y1'"),
 ])
 def test_tiny_imagenet_annotations_that_leave_the_tree_or_are_malformed_are_refused_naming_the_line(

@@ -154,6 +154,10 @@ def test_v2_folder_10_is_class_10_not_the_second_sorted_name(tmp_path):
     (tmp_path / "v2" / WNIDS[0]).mkdir()
     with pytest.raises(ValueError, match=r"folders \['n01440764'\] are not class indices 0..999"):
         list(ood_format("imagenet_v2").parts({"images": str(tmp_path / "v2")}, 8))
+    (tmp_path / "v2" / WNIDS[0]).rmdir()
+    (tmp_path / "v2" / "\u00b2").mkdir()  # '²': str.isdigit() says yes, int() refuses it
+    with pytest.raises(ValueError, match=r"folders \['\u00b2'\] are not class indices 0..999"):
+        list(ood_format("imagenet_v2").parts({"images": str(tmp_path / "v2")}, 8))
 
 
 def test_imagenet_c_per_corruption_means_and_mce_equal_hand_values(tmp_path):

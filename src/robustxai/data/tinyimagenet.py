@@ -16,6 +16,8 @@ Greyscale JPEGs are converted to RGB.
 """
 from __future__ import annotations
 
+import re
+
 import io
 import os
 import zipfile
@@ -91,7 +93,7 @@ def annotation_rows(data: bytes, where: str, names: int) -> list[tuple[list[str]
         expected = "<file> " + ("<wnid> " if names == 2 else "") + "x0 y0 x1 y1"
         if len(fields) != names + 4:
             raise ValueError(f"{where} line {number}: {len(fields)} fields '{line.strip()}', expected '{expected}'")
-        if not all(field.lstrip("-").isdigit() for field in fields[names:]):
+        if not all(re.fullmatch("-?[0-9]+", field) for field in fields[names:]):  # not isdigit(): it accepts '²'
             raise ValueError(f"{where} line {number}: corners {fields[names:]} are not integers ('{expected}')")
         if "/" in fields[0] or "\\" in fields[0] or fields[0] in (".", ".."):
             raise ValueError(f"{where} line {number}: '{fields[0]}' is not a plain file name; refusing a path "

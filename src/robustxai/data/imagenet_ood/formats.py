@@ -8,6 +8,8 @@ for ImageNet-C, ``corruptions`` and ``severities``.
 """
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,7 +106,8 @@ class ImageNetV2(OODFormat):
 
     def files(self, root: Path, settings: dict) -> tuple[list[tuple[Path, int]], dict[str, np.ndarray]]:
         folders = [p for p in root.iterdir() if p.is_dir()]
-        wrong = [p.name for p in folders if not (p.name.isdigit() and int(p.name) < len(imagenet_wnids()))]
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
+        wrong = [p.name for p in folders if not (re.fullmatch("[0-9]+", p.name) and int(p.name) < len(imagenet_wnids()))]
         if wrong:
             raise ValueError(f"{root}: folders {sorted(wrong)[:5]} are not class indices 0..999 (ImageNetV2 "
                              "layout; the old wnid-named 'format-val' tarball is read with format imagenet_sketch)")
