@@ -128,3 +128,43 @@ def test_text_for_a_numeric_setting_is_refused_naming_it(default_config):
     with pytest.raises(ConfigError, match=r"^config\.metrics\.insertion: metric 'insertion': setting 'steps' is '8' "
                                           r"\(str\), but it takes a number like its default 224$"):
         resolve_metrics(config, resolve_attribution(config))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    (("training", "lr"), float("inf"), r"^config\.training\.lr: inf is not a finite number$"),
+    (("attack", "eps"), float("nan"), r"^config\.attack\.eps: nan is not a finite number$"),
+    (("roar", "fractions"), [0.05, float("nan")], r"^config\.roar\.fractions\.1: nan is not a finite number$"),
+])
+def test_nan_and_infinite_numbers_are_refused_naming_the_key(default_config, key, value, message):
+    """YAML's .nan / .inf are numbers to the schema and pass every range check (NaN < 0 is false)."""
+    config = copy.deepcopy(default_config)
+    config[key[0]][key[1]] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"attack": {"steps": 0}}, r"config\.attack\.steps: 0 is less than the minimum of 1 \(PGD steps \(0 would be no "
+                               r"attack"),
+    ({"dataset": {"seed": 99999999999999999999}}, r"config\.dataset\.seed: 99999999999999999999 is greater than the "
+                                                 r"maximum of 9223372036854775807 \(a random seed in 0 \.\. 2\*\*63 - 1"),
+    ({"dataset": {"seed": -1}}, r"config\.dataset\.seed: -1 is less than the minimum of 0"),
+    ({"roar": {"fractions": [0.1, 0.1]}}, r"config\.roar\.fractions: \[0\.1, 0\.1\] has non-unique elements"),
+])
+def test_out_of_range_attack_steps_seeds_and_repeated_fractions_are_refused(default_config, change, message):
+    config = copy.deepcopy(default_config)
+    for section, values in change.items():
+        config[section].update(values)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_an_adversarial_model_whose_merged_eps_is_zero_is_refused(default_config):
+    config = copy.deepcopy(default_config)
+    config["models"]["resnet_tiny-pgd_linf"]["attack"] = {"eps": 0}
+    with pytest.raises(ConfigError, match=r"^config\.models\.resnet_tiny-pgd_linf\.attack: merged with the global "
+                                          r"attack it has eps 0, so adversarial training would train on clean images"):
+        validate_config(config)
+    config = copy.deepcopy(default_config)
+    config["evaluation"]["attacks"]["none"] = {"norm": "linf", "eps": 0, "steps": 1}  # a sanity row: allowed
+    validate_config(config)

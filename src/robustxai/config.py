@@ -37,6 +37,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_schema_error_line(e) for e in errors))
+    check_finite_numbers(config)
     check_names(config)
     if "results" in config:
         check_results_folder(config["results"])
@@ -66,6 +67,20 @@ def check_results_folder(results: str, workdir: str | Path | None = None) -> Non
                           "use a folder inside it or an absolute path")
 
 
+def check_finite_numbers(value, where: str = "config") -> None:
+    """Raise ConfigError naming the key of the first NaN or infinite number in ``value`` (a config or
+    a part of it): YAML's ``.nan`` and ``.inf`` are numbers to the schema, and every range check
+    passes NaN (``lr: .inf`` would train to NaN weights, ``eps: .nan`` attack with NaN images)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite_numbers(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_finite_numbers(item, f"{where}.{index}")
+
+
 #: the norm of an attack block that names none (``robustxai.training.algorithms.AttackSettings``)
 DEFAULT_NORM = "linf"
 
@@ -82,6 +97,9 @@ def check_threat_models(config: dict) -> None:
             blocks[f"config.models.{name}.attack"] = {**(config.get("attack") or {}), **(entry.get("attack") or {})}
     for where, attack in blocks.items():
         norm, eps = attack.get("norm", DEFAULT_NORM), attack.get("eps")
+        if eps == 0 and where.startswith("config.models."):
+            raise ConfigError(f"{where}: merged with the global attack it has eps 0, so adversarial training would "
+                              "train on clean images; set eps > 0, or algorithm: vanilla")
         if norm == "linf" and eps is not None and eps > 1:
             raise ConfigError(f"{where}: merged with the global attack it is Linf eps {eps:g}, but a Linf radius is in "
                               "[0, 1] pixel units (8/255 = 0.0313725); set eps, or norm: l2")
