@@ -57,6 +57,28 @@ def test_explain_refuses_a_target_outside_the_classes_and_a_size_below_one(tmp_p
         main(["explain", "--model", str(checkpoint), "--images", str(tmp_path / "broken.png")])
 
 
+@pytest.mark.parametrize("out, message", [
+    ("grid", r"^--out .*grid: the suffix '' is not an image format; use one of .*\.png"),  # was written as grid.png
+    ("grid.txt", r"^--out .*grid\.txt: the suffix '\.txt' is not an image format"),
+    ("folder", r"^--out .*folder: is a folder; name an image file, e.g. .*folder/explain\.png$"),
+])
+def test_explain_refuses_an_output_that_is_no_image_file(tmp_path, checkpoint, out, message):
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "img.png")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SystemExit, match=message):
+        main(["explain", "--model", str(checkpoint), "--images", str(tmp_path / "img.png"), "--out", str(tmp_path / out)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "img.png", "m.pt"]
+
+
+def test_explain_names_a_model_file_that_is_no_checkpoint(tmp_path, checkpoint):
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "img.png")
+    (tmp_path / "cut.pt").write_bytes(checkpoint.read_bytes()[:2000])
+    for model in ("cut.pt", "img.png"):
+        with pytest.raises(SystemExit, match=rf"^--model .*{model.replace('.', '[.]')}: not a readable robustxai "
+                                             r"checkpoint \(unreadable torch file: .*\); give one the workflow wrote"):
+            main(["explain", "--model", str(tmp_path / model), "--images", str(tmp_path / "img.png")])
+
+
 def test_verify_prints_commands_that_run_as_printed(tmp_path, monkeypatch, capsys):
     from robustxai.models.checkpoint import save_checkpoint as save
 

@@ -17,6 +17,7 @@ import torch
 from robustxai.attribution import METHODS, make_method
 from robustxai.data.imagefolder import IMAGE_SUFFIXES, resize_crop
 from robustxai.data.images import read_rgb
+from robustxai.integrity import CorruptFileError
 from robustxai.models import load_checkpoint
 
 
@@ -68,9 +69,29 @@ def positive_int(text: str) -> int:
     return value
 
 
+def check_image_output(path: Path) -> None:
+    """SystemExit naming ``--out`` when it is a folder or its suffix is no image format matplotlib writes
+    (without a suffix matplotlib would append '.png' and the grid land under another name)."""
+    from matplotlib.figure import Figure
+
+    formats = sorted(Figure().canvas.get_supported_filetypes())
+    if path.is_dir():
+        raise SystemExit(f"--out {path}: is a folder; name an image file, e.g. {path / 'explain.png'}")
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise SystemExit(f"--out {path}: the suffix '{path.suffix}' is not an image format; use one of "
+                         f"{', '.join('.' + f for f in formats)}")
+
+
 def explain_command(args: argparse.Namespace) -> None:
     """Run the chosen methods on the images and write the grid."""
-    model, payload = load_checkpoint(args.model)
+    check_image_output(Path(args.out))
+    try:
+        model, payload = load_checkpoint(args.model)
+    except CorruptFileError as error:  # its message is about the workflow's own results
+        raise SystemExit(f"--model {args.model}: not a readable robustxai checkpoint ({error.reason}); give one the "
+                         "workflow wrote, e.g. results/models/<model>.pt") from None
+    except (ValueError, FileNotFoundError, IsADirectoryError) as error:
+        raise SystemExit(f"--model {args.model}: {error}") from None
     try:
         images, names = load_images(Path(args.images), args.size)
     except (ValueError, FileNotFoundError) as error:  # unreadable images name their file
