@@ -120,6 +120,25 @@ def test_an_imported_checkpoint_with_other_arch_args_is_refused(default_config, 
     assert weights_mismatch("narrow", {**entry, "arch_args": {"drop_rate": 0.5}}, payload) is None
 
 
+def test_an_imported_checkpoint_with_another_normalisation_in_its_entry_is_refused(tmp_path):
+    """The checkpoint keeps its own mean / std; an entry naming ImageNet's was accepted while the model
+    kept 0.5 and its provenance said 0.485."""
+    from robustxai.models.checkpoint import save_checkpoint
+    from robustxai.models.wrapper import IMAGENET_MEAN, build_classifier
+    from robustxai.pipeline.models import weights_mismatch
+
+    import torch
+
+    model = build_classifier("cifar_vgg_tiny", 10, (0.5,) * 3, (0.25,) * 3)
+    save_checkpoint(model, tmp_path / "m.pt", "cifar_vgg_tiny", 10)
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    entry = {"arch": "cifar_vgg_tiny", "num_classes": 10, "arch_args": {}}
+    assert weights_mismatch("m", {**entry, "mean": [0.5] * 3, "std": [0.25] * 3}, payload) is None
+    assert weights_mismatch("m", {**entry, "mean": list(IMAGENET_MEAN)}, payload) == (
+        f"the checkpoint normalises with mean [0.5, 0.5, 0.5], but config.models.m.mean is {list(IMAGENET_MEAN)}; "
+        "a robustxai checkpoint keeps its own: remove mean from the entry or make them equal")
+
+
 def test_text_for_a_numeric_setting_is_refused_naming_it(default_config):
     from robustxai.config import resolve_attribution, resolve_metrics
 

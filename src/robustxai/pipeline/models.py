@@ -5,6 +5,7 @@ import csv
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from robustxai.attribution.shards import gather_maps
@@ -128,6 +129,11 @@ def weights_mismatch(name: str, entry: dict, payload: dict) -> str | None:
         for key in ("arch", "num_classes", "arch_args"):
             if payload.get(key, {}) != entry[key]:
                 return f"the checkpoint's {key} is {payload.get(key, {})!r}, but config.models.{name}.{key} is {entry[key]!r}"
+        for key in ("mean", "std"):  # the checkpoint keeps its own normalisation: an entry's other one is a mistake
+            if key in entry and not np.allclose(payload[key], entry[key], atol=1e-6):
+                return (f"the checkpoint normalises with {key} {[round(v, 6) for v in payload[key]]}, but config.models.{name}.{key} is "
+                        f"{entry[key]}; a robustxai checkpoint keeps its own: remove {key} from the entry or make "
+                        "them equal")
         return None
     if not isinstance(payload, dict):
         return f"it holds a {type(payload).__name__}, not a state dict"
