@@ -146,6 +146,18 @@ def test_a_file_that_is_no_image_is_named_in_tiny_imagenet(tmp_path):
         read_tinyimagenet(tmp_path / "tiny")
 
 
+def test_class_folders_without_images_are_named(tmp_path, caplog):
+    for name in ("a", "c"):
+        (tmp_path / "tree" / name).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (9, 9, 9)).save(tmp_path / "tree" / name / "1.png")
+    (tmp_path / "tree" / "b").mkdir()
+    (tmp_path / "tree" / "b" / "notes.txt").write_text("no image")
+    with caplog.at_level(logging.WARNING):
+        split = load_imagefolder(tmp_path / "tree", None, 32)
+    assert split.labels.tolist() == [0, 2] and split.class_names == ["a", "b", "c"]
+    assert f"{tmp_path / 'tree'}: 1 class folders hold no images, so the split has none of those classes: b" in caplog.text
+
+
 # 7. 16-bit PNGs keep their values
 
 def test_a_16_bit_png_is_scaled_by_its_bit_depth(tmp_path):

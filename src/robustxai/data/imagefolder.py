@@ -179,6 +179,10 @@ def iter_imagefolder(images: str | os.PathLike, annotations: str | os.PathLike |
                     "" if len(skipped) <= NAMED_FILES else f" and {len(skipped) - NAMED_FILES} more")
     if not files:
         raise FileNotFoundError(f"{images}: no images found in class sub-folders")
+    empty = sorted(set(folders) - {class_names[label] for _, label in files})
+    if empty:
+        log.warning("%s: %d class folders hold no images, so the split has none of those classes: %s", images,
+                    len(empty), ", ".join(empty[:NAMED_FILES]) + ("" if len(empty) <= NAMED_FILES else ", ..."))
     left_out: dict[Path, list[str]] = {}
     mask_of = None if annotations is None else (
         lambda path, label, scale, dx, dy: _mask_of(path, label, class_names, annotations, scale, dx, dy, image_size,
