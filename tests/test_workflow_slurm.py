@@ -36,6 +36,18 @@ def slurm_jobs(run_id, env, expected):
     return jobs
 
 
+def node_cpus(env) -> int:
+    """CPUs of the test cluster's (one) node."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.split()[0])
+
+
+def node_gpus(env) -> int:
+    """GPUs (gres/gpu) of the test cluster's (one) node."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%G"], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.split()[0].split("(")[0].split(":")[-1])
+
+
 def submitted_jobs(workdir):
     """{SLURM job id: the rule or group it ran}, from the SLURM logs Snakemake kept."""
     logs = workdir / ".snakemake" / "slurm_logs"
@@ -49,12 +61,21 @@ def test_gpu_jobs_are_submitted_with_one_gpu_each_and_shards_in_groups(slurm_run
     assert set(jobs) == set(submitted) and all(state == "COMPLETED" for state, _ in jobs.values())
     # no GPU for data preparation and for the batches of localisation metrics, which read maps and boxes only
     cpu_only = {"rule_prepare_dataset", *(f"group_metric-{m}_metric" for m in ("box_iou", "pointing_game", "energy_in_box"))}
+    # a latency job runs alone on its node (--exclusive), so SLURM allocates it the whole node: every CPU
+    # and every GPU (it times on one)
+    whole_node = {"cpu": str(node_cpus(env)), "gres/gpu": str(node_gpus(env))}
     for job, name in submitted.items():
-        assert ("gres/gpu=1" in jobs[job][1]) == (name not in cpu_only), (name, jobs[job])
+        if name == "rule_latency":
+            allocated = dict(item.split("=", 1) for item in jobs[job][1].split(","))
+            assert {key: allocated.get(key) for key in whole_node} == whole_node, (name, jobs[job])
+        else:
+            assert ("gres/gpu=1" in jobs[job][1]) == (name not in cpu_only), (name, jobs[job])
     kinds = sorted(submitted.values())
     assert kinds.count("rule_train_model") == 5 and kinds.count("rule_evaluate_model") == 5
     assert kinds.count("rule_latency") == 2
-    assert kinds.count("rule_roar") == 4 and kinds.count("rule_roar_leakage") == 3
+    # ROAR: the anchor, gradcam, its blurred copy and random at 0.5; mask-only controls: gradcam, its blurred
+    # copy, the positive control (the true objects) and the negative one (random)
+    assert kinds.count("rule_roar") == 4 and kinds.count("rule_roar_leakage") == 4
     # 44 attribute jobs (4 of them the explainers' targets, 6 needing a trained explainer, 2 ROAR's
     # train-split maps) go out as one batch per (split, method), 13, and 22 metric jobs as one batch
     # per metric, 9
