@@ -7,7 +7,8 @@ from robustxai.models import load_checkpoint
 from robustxai.pipeline.models import train_model_job
 from robustxai.models import build_classifier
 from robustxai.training.algorithms import AdversarialTraining, AttackSettings, make_algorithm
-from robustxai.training.loop import TrainingSettings, augment, settings_from_config, train
+from robustxai.training import loop
+from robustxai.training.loop import TrainingSettings, augment, autocast_dtype, settings_from_config, train
 
 CPU = torch.device("cpu")
 
@@ -27,6 +28,28 @@ def test_vanilla_training_beats_chance_by_far(digits):
     assert result.history[-1]["val_accuracy"] > 0.35  # chance is 0.1
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert not result.model.training
+
+
+def test_precision_auto_is_bfloat16_only_where_the_device_computes_it_natively(monkeypatch):
+    assert autocast_dtype("fp32", CPU) is None
+    assert autocast_dtype("bf16", CPU) is torch.bfloat16
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    assert autocast_dtype("auto", CPU) is None
+    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+    assert autocast_dtype("auto", CPU) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainingSettings(precision="fp16")
+
+
+def test_bfloat16_training_beats_chance_and_keeps_float32_weights(digits):
+    torch.manual_seed(0)
+    model = build_classifier("cifar_vgg_tiny", 10, (0.5,) * 3, (0.25,) * 3)
+    result = train(model, make_algorithm("vanilla"),
+                   TrainingSettings(epochs=6, lr=0.05, batch_size=32, weight_decay=0.0, precision="bf16"),
+                   *digits, device=CPU)
+    assert {row["precision"] for row in result.history} == {"bfloat16"}
+    assert result.history[-1]["val_accuracy"] > 0.35  # chance is 0.1
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in result.model.parameters())
 
 
 class CrashAt:

@@ -183,6 +183,19 @@ def test_adopted_layout_is_applied_and_keeps_the_outputs():
     assert calls == []  # a job of 100 inputs is too small to spend 8 passes of 8 timing layouts
 
 
+def test_training_layout_is_timed_on_a_copy_so_statistics_and_gradients_stay_untouched():
+    torch.manual_seed(0)
+    model = build_classifier("cifar_resnet_tiny", 10).train()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    layout = adopt_fastest_layout(model, (3, 32, 32), "train", CPU, batch_size=8)
+    assert layout in LAYOUTS
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=LAYOUTS[layout])
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())  # BN stats too
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training
+
+
 def test_integrated_gradients_never_holds_more_than_a_batch_of_path_points():
     torch.manual_seed(0)
     model, images, targets = Counter(), torch.rand(3, 3, 8, 8), torch.tensor([0, 1, 2])

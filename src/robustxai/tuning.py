@@ -27,6 +27,7 @@ on the machine or its load (bit-identical on CPU).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -46,7 +47,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "off")
+#: pass kinds with a default batch size (and tuned batch sizes): attribution and metric passes
 PASS_KINDS = ("forward", "gradient")
+#: pass kinds whose memory layout is tuned: those, and "train" (forward + backward to the parameters)
+LAYOUT_PASS_KINDS = PASS_KINDS + ("train",)
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 #: batch sizes of mode "off" and the starting point of mode "auto", per device type and pass kind
 DEFAULT_BATCH_SIZES = {"cpu": {"forward": 64, "gradient": 32}, "cuda": {"forward": 256, "gradient": 128}}
@@ -107,9 +111,9 @@ def default_batch_size(kind: str, device: torch.device) -> int:
     return DEFAULT_BATCH_SIZES["cuda" if device.type == "cuda" else "cpu"][kind]
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in PASS_KINDS:
-        raise ValueError(f"kind must be one of {PASS_KINDS}, got '{kind}'")
+def _check_kind(kind: str, kinds: tuple[str, ...] = PASS_KINDS) -> None:
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got '{kind}'")
 
 
 def _layout_name(model: nn.Module) -> str:
@@ -173,12 +177,15 @@ def random_inputs(model: nn.Module, image_shape: tuple[int, ...], batch_size: in
 
 
 def pass_seconds(model: nn.Module, inputs: torch.Tensor, kind: str) -> float:
-    """Wall seconds of one ``kind`` pass ("forward", or "gradient": forward + input gradient) over ``inputs``."""
+    """Wall seconds of one ``kind`` pass ("forward"; "gradient": forward + input gradient; "train": forward
+    + backward to the parameters, which accumulates into their ``.grad``) over ``inputs``."""
     synchronise(inputs.device)
     started = time.perf_counter()
     if kind == "forward":
         with torch.no_grad():
             model(inputs)
+    elif kind == "train":
+        model(inputs).float().sum().backward()
     else:
         x = inputs.detach().requires_grad_(True)
         torch.autograd.grad(model(x)[:, 0].sum(), x)
@@ -323,29 +330,34 @@ def adopt_fastest_layout(model: nn.Module, image_shape: tuple[int, ...], kind: s
                          inputs_in_model_layout: bool = False) -> str:
     """Convert ``model`` in place to the memory layout ("contiguous" or "channels_last") whose ``kind``
     pass over ``batch_size`` inputs (C, H, W) = ``image_shape`` takes the fewest median seconds, and
-    return its name. Outputs do not change beyond float rounding; only speed does.
+    return its name. Outputs do not change beyond float rounding; only speed does. "train" passes are
+    timed on a copy in training mode, so the model's batch-norm statistics and gradients stay untouched;
+    they run under whatever autocast the caller has entered (training's precision).
 
     Mode "off", non-image inputs, or a job whose ``expected_inputs`` (None: always tune) would spend
     more than ``TUNING_SHARE`` of its passes timing the layouts keep NCHW without measuring; the timing
     rounds are interleaved and ranked by median, and the result is cached per machine."""
-    _check_kind(kind)
+    _check_kind(kind, LAYOUT_PASS_KINDS)
     layout_passes = 2 * (ROUNDS + 1)  # both layouts: a warm-up and ROUNDS timed passes each
     small = expected_inputs is not None and TUNING_SHARE * expected_inputs < layout_passes * batch_size
     if current_mode() == "off" or len(image_shape) != 3 or small:
         model.to(memory_format=torch.contiguous_format)
         return "contiguous"
-    key = _cache_key(model, image_shape, f"layout|{kind}|{batch_size}|{inputs_in_model_layout}", device)
+    autocast = (str(torch.get_autocast_dtype(device.type)).removeprefix("torch.")
+                if torch.is_autocast_enabled(device.type) else "none")
+    key = _cache_key(model, image_shape, f"layout|{kind}|{batch_size}|{inputs_in_model_layout}|{autocast}", device)
     chosen = _cached(model, key, lambda value: value in LAYOUTS)
     if chosen is None:
         started = time.perf_counter()
+        timed = copy.deepcopy(model).train() if kind == "train" else model
         timings: dict[str, list[float]] = {name: [] for name in LAYOUTS}
         for round_ in range(ROUNDS):
             for name, layout in LAYOUTS.items():
-                model.to(memory_format=layout)
-                inputs = random_inputs(model, image_shape, batch_size, device, inputs_in_model_layout)
+                timed.to(memory_format=layout)
+                inputs = random_inputs(timed, image_shape, batch_size, device, inputs_in_model_layout)
                 if round_ == 0:
-                    pass_seconds(model, inputs, kind)  # warm-up
-                timings[name].append(pass_seconds(model, inputs, kind))
+                    pass_seconds(timed, inputs, kind)  # warm-up
+                timings[name].append(pass_seconds(timed, inputs, kind))
         medians = {name: statistics.median(times) for name, times in timings.items()}
         chosen = min(medians, key=medians.get)
         _store(model, key, chosen, {"median_seconds": medians, "tuning_seconds": time.perf_counter() - started})

@@ -1,5 +1,10 @@
 """The training loop shared by every algorithm: SGD with momentum, a warm-up + cosine (or step) LR
-schedule, translation / flip augmentation, per-epoch validation, and resumable epochs."""
+schedule, translation / flip augmentation, per-epoch validation, and resumable epochs.
+
+Speed: batches are made from uint8 tensors on the fly; the memory layout (NCHW or channels-last) of
+the training passes is measured per machine (``robustxai.tuning``, mode "off" keeps NCHW), and
+``precision`` "auto" trains under bfloat16 autocast where the device computes it natively (weights,
+optimiser and loss stay float32), else in float32."""
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +27,12 @@ from robustxai.integrity import CorruptFileError
 from robustxai.models.checkpoint import load_payload, save_payload
 from robustxai.models.inference import predict_logits
 from robustxai.training.algorithms import VanillaTraining
+from robustxai.tuning import LAYOUTS, adopt_fastest_layout
 
 log = logging.getLogger(__name__)
 SCHEDULES = ("cosine", "step", "constant")
 PADDINGS = ("reflect", "zeros")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,14 @@ class TrainingSettings:
     hflip: bool = False
     clean_epochs: float = 0.0
     eps_ramp_epochs: float = 0.0
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got '{self.schedule}'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got '{self.precision}'")
         if self.pad not in PADDINGS:
             raise ValueError(f"pad must be one of {PADDINGS}, got '{self.pad}'")
         object.__setattr__(self, "milestones", tuple(self.milestones))
@@ -103,6 +113,24 @@ def augment(images: torch.Tensor, translate: int, hflip: bool, generator: torch.
     return out
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions natively (CUDA: compute capability >= 8.0;
+    CPU: oneDNN's bf16 kernels, e.g. AVX512-BF16 / AMX), where they are faster than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training passes under ``precision`` ("fp32": None, no autocast; "bf16":
+    bfloat16; "auto": bfloat16 where ``native_bf16``, else None)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
 def settings_digest(*parts: dict) -> str:
     """A short stable hash of JSON-able settings (guards resume files against changed configs)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -132,7 +160,8 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
             digest of the settings) continues from it, so a crash loses at most one epoch. Removed at
             the end.
     History rows: epoch, lr, loss, train_accuracy (on the batches the loss saw: adversarial ones for
-    adversarial training), val_accuracy (clean), seconds.
+    adversarial training), val_accuracy (clean), seconds, precision (the autocast dtype used: "float32"
+    or "bfloat16") and layout (of the training passes).
     """
     if algorithm.needs_target_maps and (train_maps is None or len(train_maps) != len(train_images)):
         raise ValueError(f"{type(algorithm).__name__} needs one target map per training image")
@@ -142,6 +171,17 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
     optimizer = torch.optim.SGD(algorithm.parameter_groups(model), lr=settings.lr, momentum=settings.momentum,
                                 nesterov=settings.nesterov, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(train_images) / settings.batch_size)
+    dtype = autocast_dtype(settings.precision, device)
+    precision = str(dtype or torch.float32).removeprefix("torch.")
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+    with autocast():
+        layout = adopt_fastest_layout(model, tuple(train_images.shape[1:]), "train", device,
+                                      batch_size=settings.batch_size, inputs_in_model_layout=True,
+                                      expected_inputs=settings.epochs * len(train_images))
+    log.info("training passes: %s, %s", precision, layout)
     history, start_epoch = [], 0
     resume_path = Path(resume_path) if resume_path else None
     state = _resume_state(resume_path, device) if resume_path and resume_path.exists() else None
@@ -171,9 +211,11 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
             batch_images = batch_images if train_maps is None else torch.cat([batch_images, train_maps[idx]], 1)
             batch_images = augment(batch_images, settings.translate, settings.hflip, generator, settings.pad).to(device)
             images, maps = batch_images[:, :train_images.shape[1]], batch_images[:, train_images.shape[1]:]
+            images = images.contiguous(memory_format=LAYOUTS[layout])
             labels = train_labels[idx].to(device)
-            loss, logits = (algorithm.loss(model, images, labels) if train_maps is None
-                            else algorithm.loss(model, images, labels, maps))
+            with autocast():
+                loss, logits = (algorithm.loss(model, images, labels) if train_maps is None
+                                else algorithm.loss(model, images, labels, maps))
             value = loss.item()
             if not math.isfinite(value):
                 raise NonFiniteError(
@@ -190,13 +232,14 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
         val_accuracy = (predict_logits(model, val_images).argmax(1) == val_labels).float().mean().item()
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": total_loss / seen,
                         "train_accuracy": correct / seen, "val_accuracy": val_accuracy,
-                        **algorithm.epoch_summary(), "seconds": time.time() - started})
+                        **algorithm.epoch_summary(), "seconds": time.time() - started, "precision": precision,
+                        "layout": layout})
         log.info("epoch %d: %s", epoch + 1, json.dumps(history[-1]))
         if resume_path:
             save_payload({"key": resume_key, "epoch": epoch + 1, "model": model.state_dict(),
                           "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                           "torch_rng": torch.get_rng_state(), "history": history}, resume_path)
-    model = algorithm.finalize(model).cpu().eval()
+    model = algorithm.finalize(model).cpu().eval().to(memory_format=torch.contiguous_format)
     if resume_path:
         resume_path.unlink(missing_ok=True)
     return TrainingResult(model=model, history=history)
