@@ -55,7 +55,8 @@ def test_model_settings_merge_defaults_and_only_adversarial_models_get_an_attack
     assert "attack" not in vanilla and "clean_epochs" not in vanilla["training"]
     assert adversarial["training"]["clean_epochs"] == config["training"]["clean_epochs"]
     assert adversarial["attack"]["eps"] == config["attack"]["eps"]
-    assert adversarial["training"]["epochs"] == config["models"]["vgg_tiny-pgd_linf"]["training"]["epochs"]
+    assert adversarial["training"]["precision"] == config["models"]["vgg_tiny-pgd_linf"]["training"]["precision"]
+    assert adversarial["training"]["precision"] != vanilla["training"]["precision"]  # a model's key overrides
     assert adversarial["training"]["lr"] == config["training"]["lr"]
     assert vanilla["num_classes"] == 10 and vanilla["mean"] == config["dataset"]["mean"]
 
