@@ -14,6 +14,8 @@ rule train_model:
     params:
         entry=model_entry,
         gpu_usage=gpu_usage_file("train/{model}"),
+        tuning=TUNING,
+        tuning_cache=TUNING_CACHE,
     log:
         f"{R}/logs/train/{{model}}.log",
     benchmark:

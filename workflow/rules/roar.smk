@@ -29,6 +29,8 @@ if ROAR is not None:
             ranking=ROAR["ranking"],
             splits=ROAR["splits"],
             gpu_usage=gpu_usage_file("roar/{model}/{method}/{fraction}-{repeat}"),
+            tuning=TUNING,
+            tuning_cache=TUNING_CACHE,
         log:
             f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-{{repeat}}.log",
         benchmark:
@@ -61,6 +63,8 @@ if ROAR is not None:
             splits=ROAR["splits"],
             margin=ROAR["leakage"]["margin"],
             gpu_usage=gpu_usage_file("roar/{model}/{method}/{fraction}-leakage"),
+            tuning=TUNING,
+            tuning_cache=TUNING_CACHE,
         log:
             f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-leakage.log",
         benchmark:
