@@ -1,6 +1,6 @@
 """Cheap jobs stay cheap to start: importing an attribute or metric job's entry points loads none of
-the heavy packages it does not need to import (timm loads when a model is built, pandas when a table
-is made, scipy and scikit-image with the metric or method that uses them). Timings: benchmarks/job_imports.py."""
+the heavy packages it does not need to import (timm loads when a timm model is built, never for the
+project's own cifar_* models, pandas when a table is made, scipy and scikit-image with the metric or method that uses them). Timings: benchmarks/job_imports.py."""
 import ast
 import json
 import os
@@ -27,10 +27,15 @@ def script_imports(name: str) -> str:
     "import robustxai.workflow_io",
     script_imports("attribute_shard.py"),
     script_imports("metric.py"),
-], ids=["pipeline.attribute", "pipeline.metrics", "workflow_io", "attribute_shard.py", "metric.py"])
-def test_job_entry_points_leave_heavy_packages_unimported(statement):
+    "import torch\nfrom robustxai.models import build_classifier, load_checkpoint, save_checkpoint\n"
+    "save_checkpoint(build_classifier('cifar_resnet_tiny', 10), 'm.pt', 'cifar_resnet_tiny', 10)\n"
+    "load_checkpoint('m.pt'); build_classifier('cifar_vgg_tiny', 10)",
+], ids=["pipeline.attribute", "pipeline.metrics", "workflow_io", "attribute_shard.py", "metric.py", "cifar model load"])
+def test_job_entry_points_leave_heavy_packages_unimported(statement, tmp_path):
     code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert "torch" in loaded  # the statement ran

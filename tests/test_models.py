@@ -4,17 +4,43 @@ import torch
 
 from robustxai.data.download import file_digest
 from robustxai.models import build_classifier, load_checkpoint, save_checkpoint
+from robustxai.models.architectures import register_in_timm
 from robustxai.pipeline.models import fetch_timm_job, import_checkpoint_job
 
 
 @pytest.mark.parametrize("arch,feature_side", [("cifar_resnet_tiny", 8), ("cifar_vgg_tiny", 8), ("cifar_resnet18", 4)])
 def test_cifar_architectures_keep_a_useful_feature_map(arch, feature_side):
     model = build_classifier(arch, 10)
+    register_in_timm()
     assert arch in timm.list_models("cifar_*")
+    assert isinstance(timm.create_model(arch, num_classes=3), type(model.net))
     features = model.net.forward_features(torch.rand(1, 3, 32, 32)) if hasattr(model.net, "forward_features") \
         else model.net.features(torch.rand(1, 3, 32, 32))
     assert features.shape[-2:] == (feature_side, feature_side)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("arch,layers,channels,kwargs", [
+    ("cifar_resnet_tiny", (1, 1, 1, 1), (16, 32, 64, 64), {"output_stride": 16, "zero_init_last": False}),
+    ("cifar_resnet18", (2, 2, 2, 2), (64, 128, 256, 512), {})])
+def test_cifar_resnets_are_timm_resnets_with_a_cifar_stem(arch, layers, channels, kwargs):
+    """Built without timm, they are its ResNet with the 3x3/1 stem: the same state dict keys and shapes,
+    and the same outputs for the same weights (in training mode too: batch norm, dilation, shortcuts)."""
+    from timm.models.resnet import BasicBlock, ResNet
+
+    reference = ResNet(block=BasicBlock, layers=layers, channels=channels, num_classes=7, stem_type="deep",
+                       stem_width=channels[0] // 2, **kwargs)
+    reference.conv1 = torch.nn.Conv2d(3, channels[0], kernel_size=3, stride=1, padding=1, bias=False)
+    reference.maxpool = torch.nn.Identity()
+    ours = build_classifier(arch, 7).net
+    assert {k: v.shape for k, v in ours.state_dict().items()} == \
+        {k: v.shape for k, v in reference.state_dict().items()}
+    reference.load_state_dict(ours.state_dict())
+    x = torch.rand(4, 3, 32, 32)
+    for mode in (True, False):
+        ours.train(mode), reference.train(mode)
+        assert torch.allclose(ours(x), reference(x), atol=1e-5)
+        assert torch.allclose(ours.forward_features(x), reference.forward_features(x), atol=1e-5)
 
 
 def test_normalisation_lives_inside_the_model():

@@ -71,20 +71,27 @@ def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGEN
                      std: Sequence[float] = IMAGENET_STD, arch_args: dict | None = None,
                      pretrained: bool = False, pretrained_file: str | None = None,
                      explainer: dict | None = None) -> ImageClassifier:
-    """Build ``arch`` (any timm model name, including the registered ``cifar_*`` ones) in the wrapper.
+    """Build ``arch`` (one of robustxai's ``cifar_*`` architectures, built without importing timm, or any
+    timm model name) in the wrapper.
 
     ``pretrained`` loads timm's weights (from the hub, or from ``pretrained_file`` when given, which
     works offline); the wrapper then uses the weights' own mean and std. ``explainer`` (the full
     settings of ``robustxai.models.explainer.branch_settings``) adds an explainer branch.
     """
-    import timm  # here, not at the top: timm (and torchvision) take seconds to import; only model builders pay
+    from robustxai.models.architectures import ARCHITECTURES
 
-    import robustxai.models.architectures  # noqa: F401  (registers the cifar_* architectures in timm)
+    kwargs = dict(arch_args or {})
+    if arch in ARCHITECTURES and not pretrained:
+        net = ARCHITECTURES[arch](num_classes=num_classes, **kwargs)
+        return ImageClassifier(net, mean, std, build_branch(explainer) if explainer else None)
+    import timm  # here, not at the top: timm (and torchvision) take seconds to import; only its models pay
 
+    from robustxai.models.architectures import register_in_timm
+
+    register_in_timm()
     if timm.models.split_model_name_tag(arch)[0] not in timm.list_models():  # a pretrained tag (.tv_in1k) may follow
         raise ValueError(f"unknown architecture '{arch}': not a timm model name "
-                         f"(ours: {', '.join(timm.list_models('cifar_*'))})")
-    kwargs = dict(arch_args or {})
+                         f"(ours: {', '.join(ARCHITECTURES)})")
     if pretrained:
         overlay = {"file": str(pretrained_file)} if pretrained_file else None
         net = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
