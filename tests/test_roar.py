@@ -6,7 +6,9 @@ import pytest
 import torch
 import yaml
 
-from robustxai.config import ConfigError, attribution_jobs, resolve_attribution, resolve_roar, roar_recipe
+from robustxai.config import (ConfigError, attribution_jobs, load_config, resolve_attribution, resolve_roar,
+                              roar_anchor_models, roar_recipe)
+from robustxai.pipeline.roar import share_anchors
 from robustxai.metrics.ranking import RankingPolicy
 from robustxai.roar.leakage import chance_level, leakage_verdict, mask_inputs, wilson_interval
 from robustxai.roar.removal import blur_maps, channel_mean, object_maps, object_share_removed, remove_top
@@ -140,6 +142,27 @@ def test_object_maps_and_the_share_of_the_objects_removed():
     removed[0, 0, 0, 1] = True  # one channel of one of the 4 object pixels
     assert object_share_removed(removed, maps) == 0.25
     assert np.isnan(object_share_removed(removed, torch.zeros(2, 4, 4)))
+
+
+def test_models_trained_alike_share_their_anchors_and_positive_controls_in_the_table():
+    config = load_config("config.yaml")
+    roar = resolve_roar(config, resolve_attribution(config))
+    robust, standard = "resnet_tiny-explainer_robust", "resnet_tiny-explainer_standard"
+    assert roar_anchor_models(config, roar) == {robust: robust, standard: robust}  # both explainers: one recipe
+    config["models"][standard]["training"] = {"epochs": 3}
+    assert roar_anchor_models(config, roar) == {robust: robust, standard: standard}
+    cells = [_cell("a", "unmodified", 0.0, 0, 0.9), _cell("a", "gradient", 0.2, 0, 0.6, "gradient"),
+             _cell("b", "explainer", 0.2, 0, 0.7, "explainer")]
+    controls = [{"model": "a", "method": "true_objects", "control": "positive", "fraction": 0.2, "accuracy": 0.9,
+                 "accuracy_low": 0.85, "chance": 0.1, "leaked": True},
+                {"model": "a", "method": "gradient", "control": None, "fraction": 0.2, "accuracy": 0.5,
+                 "accuracy_low": 0.4, "chance": 0.1, "leaked": True}]
+    shared = {"a": "a", "b": "a"}
+    table = roar_table(share_anchors(cells, shared), share_anchors(controls, shared), model_accuracy={"a": 0.9, "b": 0.95})
+    assert table.set_index(["model", "method", "fraction"]).loc[("b", "explainer", 0.0), "anchor_gap"] == \
+        pytest.approx(0.05)  # b's anchor row: a's retraining beside b's own accuracy
+    copied = [c for c in share_anchors(controls, shared) if c["model"] == "b"]
+    assert [(c["method"], c["shared_from"]) for c in copied] == [("true_objects", "a")]  # a's own cells stay a's
 
 
 def smoke_config():

@@ -670,6 +670,19 @@ def roar_recipe(config: dict, roar: dict, model: str, repeat: int = 0, leakage: 
                       "std": entry.get("std", list(config["dataset"].get("std", DEFAULT_STD))), "training": training})
 
 
+def roar_anchor_models(config: dict, roar: dict | None) -> dict[str, str]:
+    """ROAR model -> the model whose unmodified anchors and positive leakage controls it shares: the first
+    ROAR model with the same retraining recipes (``roar_recipe``, of the cells and of the mask-only
+    control). Neither job reads anything of its model but the recipe (the anchor removes nothing, the
+    positive control ranks by the true objects), so models trained alike (the two explainers of the
+    default study) would otherwise repeat identical retrainings. Empty without a roar section."""
+    if roar is None:
+        return {}
+    first: dict[str, str] = {}
+    return {model: first.setdefault(repr([roar_recipe(config, roar, model), roar_recipe(config, roar, model, leakage=True)]),
+                                    model) for model in roar["models"]}
+
+
 def attribution_jobs(attribution: dict | None, alignment: dict | None, roar: dict | None = None) -> dict[str, dict]:
     """Every kind of attribution job, keyed "<split>/<method>": the split, method (config name),
     settings (what the maps depend on), models, shards (how many the attribution section's metrics

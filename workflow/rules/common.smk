@@ -39,6 +39,7 @@ from robustxai.config import (
     resolve_metrics,
     resolve_model,
     resolve_roar,
+    roar_anchor_models,
     roar_recipe,
     split_names,
     TRUE_OBJECTS,
@@ -70,6 +71,7 @@ METRICS = resolve_metrics(config, ATTRIBUTION)  # None when the config has no me
 ALIGNMENT = resolve_alignment(config)  # None when no model is an explainer
 LATENCY = resolve_latency(config, ATTRIBUTION)  # None when the config has no latency section
 ROAR = resolve_roar(config, ATTRIBUTION)  # None when the config has no roar section
+ROAR_ANCHORS = roar_anchor_models(config, ROAR)  # model -> the model whose anchors / positive controls it shares
 ATTRIBUTION_JOBS = attribution_jobs(ATTRIBUTION, ALIGNMENT, ROAR)  # "<split>/<method>" -> what its shard jobs do
 AGGREGATION = {"resamples": 1000, "seed": 0, "grid_images": 6, **config.get("aggregation", {})}
 ENV = "../../envs/robustxai.yaml"
@@ -351,8 +353,14 @@ def roar_cells():
              for name, entry in ROAR["entries"].items() for model in entry["models"]
              for fraction in ROAR["fractions"] for repeat in range(ROAR["repeats"])]
     cells += [{"model": model, "method": UNMODIFIED, "fraction": "0", "repeat": repeat}
-              for model in ROAR["models"] for repeat in range(ROAR["repeats"])]
+              for model in anchor_models() for repeat in range(ROAR["repeats"])]
     return cells
+
+
+def anchor_models():
+    """The ROAR models that run the unmodified anchors and the positive leakage control: one per recipe
+    (``robustxai.config.roar_anchor_models``), the others share theirs."""
+    return [model for model in ROAR["models"] if ROAR_ANCHORS[model] == model]
 
 
 def positive_leakage_control():
@@ -361,7 +369,7 @@ def positive_leakage_control():
     kind = dataset_kind(DATASET["kind"])
     if not ROAR["leakage"]["positive_control"] or not all(kind.has_boxes(DATASET, split) for split in ROAR["splits"]):
         return None
-    return {"method": None, "blur_sigma": None, "maps": "objects", "control": "positive", "models": ROAR["models"]}
+    return {"method": None, "blur_sigma": None, "maps": "objects", "control": "positive", "models": anchor_models()}
 
 
 def leakage_entries():

@@ -91,6 +91,7 @@ if ROAR is not None:
             plot=report(f"{R}/plots/roar.png", caption="../report/roar.rst", category="7. Learned explainer"),
         params:
             models=ROAR["models"],
+            anchors=ROAR_ANCHORS,
         log:
             f"{R}/logs/aggregate/roar.log",
         conda:

@@ -6,4 +6,4 @@ snakemake = globals()["snakemake"]
 with job_logging(snakemake.log[0]):
     roar_table_job(list(snakemake.input.cells), list(snakemake.input.leakage),
                    dict(zip(snakemake.params.models, snakemake.input.evaluations)), snakemake.output.table,
-                   snakemake.output.leakage, snakemake.output.plot)
+                   snakemake.output.leakage, snakemake.output.plot, shared=snakemake.params.anchors)

@@ -134,15 +134,28 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
     return payload
 
 
+def share_anchors(payloads: list[dict], shared: dict[str, str], anchors: str = "unmodified") -> list[dict]:
+    """``payloads`` (ROAR cells or mask-only controls) plus, for every model whose anchors and positive
+    control another model ran (``shared``: model -> that model, ``robustxai.config.roar_anchor_models``), a
+    copy of that model's anchor cells (method ``anchors``) and positive controls under its own name, with
+    ``shared_from`` naming the model that ran them."""
+    copies = [{**payload, "model": model, "shared_from": source} for model, source in shared.items() if model != source
+              for payload in payloads if payload["model"] == source
+              and (payload["method"] == anchors or payload.get("control") == "positive")]
+    return payloads + copies
+
+
 def roar_table_job(cell_paths: list[str], leakage_paths: list[str], evaluation_paths: dict[str, str],
-                   table_path: str, leakage_table_path: str, plot_path: str, anchors: str = "unmodified"):
+                   table_path: str, leakage_table_path: str, plot_path: str, anchors: str = "unmodified",
+                   shared: dict[str, str] | None = None):
     """``tables/roar.csv``, ``tables/roar_leakage.csv`` and ``plots/roar.png`` (``robustxai.roar.table``)
     from every ROAR cell and mask-only control; ``evaluation_paths`` (model -> evaluation JSON) give each
-    explained model's own test accuracy, shown beside the unmodified anchor."""
+    explained model's own test accuracy, shown beside the unmodified anchor; ``shared`` (``share_anchors``)
+    names the models that share another's anchors and positive controls."""
     from robustxai.roar.table import leakage_table, plot_roar, roar_table
 
-    cells = [json.loads(Path(path).read_text()) for path in cell_paths]
-    leakage = [json.loads(Path(path).read_text()) for path in leakage_paths]
+    cells = share_anchors([json.loads(Path(path).read_text()) for path in cell_paths], shared or {}, anchors)
+    leakage = share_anchors([json.loads(Path(path).read_text()) for path in leakage_paths], shared or {}, anchors)
     own = {model: json.loads(Path(path).read_text())["clean_accuracy"] for model, path in evaluation_paths.items()}
     table = roar_table(cells, leakage, anchors, own)
     for frame, path in ((table, table_path), (leakage_table(leakage), leakage_table_path)):
