@@ -30,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("attribute_shard.py", "metric.py")
+SCRIPTS = ("attribute_shard.py", "metrics.py")
 MODULES = ("robustxai.pipeline.attribute", "robustxai.pipeline.metrics", "robustxai.workflow_io")
 MARK = "--robustxai-import-benchmark--"
 CHILD = """

@@ -26,11 +26,11 @@ def script_imports(name: str) -> str:
     "import robustxai.pipeline.metrics",
     "import robustxai.workflow_io",
     script_imports("attribute_shard.py"),
-    script_imports("metric.py"),
+    script_imports("metrics.py"),
     "import torch\nfrom robustxai.models import build_classifier, load_checkpoint, save_checkpoint\n"
     "save_checkpoint(build_classifier('cifar_resnet_tiny', 10), 'm.pt', 'cifar_resnet_tiny', 10)\n"
     "load_checkpoint('m.pt'); build_classifier('cifar_vgg_tiny', 10)",
-], ids=["pipeline.attribute", "pipeline.metrics", "workflow_io", "attribute_shard.py", "metric.py", "cifar model load"])
+], ids=["pipeline.attribute", "pipeline.metrics", "workflow_io", "attribute_shard.py", "metrics.py", "cifar model load"])
 def test_job_entry_points_leave_heavy_packages_unimported(statement, tmp_path):
     code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}

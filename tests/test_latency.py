@@ -192,7 +192,7 @@ def test_latency_jobs_take_every_core_given_and_a_whole_slurm_node(tmp_path):
     latency_threads = [threads for rule, threads in jobs if rule == "latency"]
     assert latency_threads == [4, 4]  # the default study times two models
     others = {rule for rule, threads in jobs if rule != "latency"}
-    assert {"train_model", "attribute", "metric"} <= others
+    assert {"train_model", "attribute", "metrics"} <= others
     assert all(threads < 4 for rule, threads in jobs if rule != "latency")
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())["set-resources"]
     assert "--exclusive" in profile["latency"]["slurm_extra"].split()

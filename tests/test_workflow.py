@@ -80,9 +80,9 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
     edited.write_text(yaml.safe_dump(config))  # also sorts keys: order must not matter
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
     jobs = planned_jobs(snakemake(smoke_run, "-n", config=edited).stdout)
-    # its own jobs (8 methods x 2 shards and its 2 alignment-target shards, 4 metric tables, its map
-    # grid); the jobs that read its checkpoint or targets: vgg-vanilla's maps taken from it, the
-    # explainer that learns its targets (training, evaluation, maps, 2 metric tables) and the maps
+    # its own jobs (8 methods x 2 shards and its 2 alignment-target shards, the metrics jobs of its 2
+    # scored methods, its map grid); the jobs that read its checkpoint or targets: vgg-vanilla's maps
+    # taken from it, the explainer that learns its targets (training, evaluation, maps, 1 metrics job) and the maps
     # vgg-vanilla borrows from that explainer, their grids and the latency rows of both timed models;
     # and the study-wide aggregation
     assert jobs == [("aggregate_models", None), ("all", None), ("analyse", None)] + \
@@ -91,7 +91,7 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
         [("evaluate_model", "vgg-explainer"), ("evaluate_model", "vgg-pgd_l2"), ("explainability_table", None),
          ("findings", None), ("latency", "vgg-explainer"), ("latency", "vgg-vanilla"), ("latency_table", None),
          ("map_grid", "vgg-explainer"), ("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")] + \
-        [("metric", "vgg-explainer")] * 2 + [("metric", "vgg-pgd_l2")] * 4 + \
+        [("metrics", "vgg-explainer")] + [("metrics", "vgg-pgd_l2")] * 2 + \
         [("summary_plots", None), ("train_model", "vgg-explainer"), ("train_model", "vgg-pgd_l2")]
     assert output_methods(snakemake(smoke_run, "-n", config=edited).stdout, "vgg-vanilla") == \
         {"smoothgrad_of_robust", "explainer_of_robust_aligned"}
@@ -688,7 +688,8 @@ def test_verify_names_the_damaged_files_and_a_forced_rerun_regenerates_them(smok
     code, out = verify("--fix")
     assert not any(Path(path).exists() for path in damaged)
     command = out.splitlines()[-1].split(": ", 1)[1].split()
-    assert command[:2] == ["snakemake", "--forcerun"] and sorted(command[2:]) == sorted(damaged)
+    rerun = [str(Path(path).parent) if path.endswith(".parquet") else path for path in damaged]  # a table's job folder
+    assert command[:2] == ["snakemake", "--forcerun"] and sorted(command[2:]) == sorted(rerun)
     snakemake(workdir, *command[1:])
     assert verify()[0] == 0 and "Nothing to be done" in snakemake(workdir, "-n").stdout
     assert_same_results(workdir / "results", smoke_run / "results")

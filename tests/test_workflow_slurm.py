@@ -59,8 +59,9 @@ def test_gpu_jobs_are_submitted_with_one_gpu_each_and_shards_in_groups(slurm_run
     submitted = submitted_jobs(workdir)
     jobs = slurm_jobs(run_id, env, set(submitted))
     assert set(jobs) == set(submitted) and all(state == "COMPLETED" for state, _ in jobs.values())
-    # no GPU for data preparation and for the batches of localisation metrics, which read maps and boxes only
-    cpu_only = {"rule_prepare_dataset", *(f"group_metric-{m}_metric" for m in ("box_iou", "pointing_game", "energy_in_box"))}
+    # no GPU for data preparation and for the batch of RISE's metrics jobs: its maps are scored by
+    # localisation metrics only, which read maps and boxes
+    cpu_only = {"rule_prepare_dataset", "group_metrics-rise_metrics"}
     # a latency job runs alone on its node (--exclusive), so SLURM allocates it the whole node: every CPU
     # and every GPU (it times on one)
     whole_node = {"cpu": str(node_cpus(env)), "gres/gpu": str(node_gpus(env))}
@@ -77,11 +78,11 @@ def test_gpu_jobs_are_submitted_with_one_gpu_each_and_shards_in_groups(slurm_run
     # copy, the positive control (the true objects) and the negative one (random)
     assert kinds.count("rule_roar") == 4 and kinds.count("rule_roar_leakage") == 4
     # 44 attribute jobs (4 of them the explainers' targets, 6 needing a trained explainer, 2 ROAR's
-    # train-split maps) go out as one batch per (split, method), 13, and 22 metric jobs as one batch
-    # per metric, 9
+    # train-split maps) go out as one batch per (split, method), 13, and 8 metrics jobs (every metric of
+    # one model's maps of one method) as one batch per method, 5
     batches = [kind for kind in kinds if kind.startswith("group_")]
     assert sum(kind.startswith("group_attribute-") for kind in batches) == 13, batches
-    assert sum(kind.startswith("group_metric-") for kind in batches) == 9, batches
+    assert sum(kind.startswith("group_metrics-") for kind in batches) == 5, batches
     assert "group_attribute-train-alignment_target_attribute" in batches
 
 

@@ -122,7 +122,8 @@ def shell_path(path: str | Path) -> str:
 def verify_command(args: argparse.Namespace) -> int:
     """Print one line per corrupt or leftover file, a summary and the command that regenerates the corrupt
     ones; 1 when a corrupt file was found, else 0."""
-    from robustxai.pipeline.verify import CORRUPT, LEFTOVER, QUARANTINE, UNKNOWN, UNVERIFIED, verify_results
+    from robustxai.pipeline.verify import (CORRUPT, LEFTOVER, QUARANTINE, UNKNOWN, UNVERIFIED, rerun_target,
+                                           verify_results)
 
     try:
         checks = verify_results(args.results, fix=args.fix)
@@ -142,7 +143,8 @@ def verify_command(args: argparse.Namespace) -> int:
           "by the workflow (kept)")
     if count[CORRUPT]:
         # a removed file that no job of a plain run needs (e.g. a checkpoint) is regenerated only when forced
-        forcerun = "snakemake --forcerun " + " ".join(shell_path(c.path) for c in checks if c.status == CORRUPT)
+        targets = dict.fromkeys(rerun_target(c.path, Path(args.results)) for c in checks if c.status == CORRUPT)
+        forcerun = "snakemake --forcerun " + " ".join(shell_path(target) for target in targets)
         print(("to regenerate them" if args.fix else f"to regenerate them: robustxai verify {shell_path(args.results)} --fix, "
                "then") + f", with your usual options: {forcerun}")
     return 1 if count[CORRUPT] else 0

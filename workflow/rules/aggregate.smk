@@ -38,7 +38,7 @@ if METRICS is not None:
 
     rule explainability_table:
         input:
-            tables=[table["path"] for table in metric_tables()],
+            tables=metric_outputs(),
             models=rules.aggregate_models.output.table,
         output:
             table=report(f"{R}/tables/explainability.csv", caption="../report/explainability.rst",

@@ -117,9 +117,14 @@ def shard_paths(split, model, method, count=None):
     return [shard_path(split, model, method, k) for k in range(count)]
 
 
-def metric_path(model="{model}", method="{method}", metric="{metric}"):
+def metrics_folder(model="{model}", method="{method}"):
+    """The per-image metric tables of one model's maps of one method (one metrics job writes them all)."""
+    return f"{R}/metrics/{DATASET['name']}/{model}/{method}"
+
+
+def metric_path(model, method, metric):
     """One per-image metric table of one model's maps of one method."""
-    return f"{R}/metrics/{DATASET['name']}/{model}/{method}/{metric}.parquet"
+    return f"{metrics_folder(model, method)}/{metric}.parquet"
 
 
 def roar_path(model="{model}", method="{method}", fraction="{fraction}", repeat="{repeat}"):
@@ -183,18 +188,25 @@ def attribute_mem_mb(wildcards):
         job["settings"].get("batch_size", "auto"), pass_kind)
 
 
-def metric_mem_mb(wildcards):
-    """mem_mb of a metric job: the config's resources.metrics.mem_mb, else an estimate from the image
-    size, the images it scores and, for a metric that runs the model, its pass kind (a metric class may
-    declare pass_kind; gradient, the larger, otherwise) and batch size (robustxai.pipeline.resources)."""
-    cls = registered_metric(wildcards)
-    job = ATTRIBUTION_JOBS[f"{ATTRIBUTION['split']}/{wildcards.method}"]
+def metric_mem_mb(metric, method):
+    """mem_mb of one metric of a metrics job: an estimate from the image size, the images it scores and,
+    for a metric that runs the model, its pass kind (a metric class may declare pass_kind; gradient, the
+    larger, otherwise) and batch size (robustxai.pipeline.resources)."""
+    cls = registered_metric(metric)
+    job = ATTRIBUTION_JOBS[f"{ATTRIBUTION['split']}/{method}"]
     images = job["shards"] * job["images_per_shard"]
-    cap = METRICS[wildcards.metric].get("images")
-    return job_resources("metrics", "mem_mb", None) or job_memory.metric_mem_mb(
+    cap = METRICS[metric].get("images")
+    return job_memory.metric_mem_mb(
         DATASET["image_size"], min(images, cap) if cap else images,
         getattr(cls, "pass_kind", "gradient") if cls.needs_model else None,
-        METRICS[wildcards.metric].get("batch_size", "auto"))
+        METRICS[metric].get("batch_size", "auto"))
+
+
+def metrics_mem_mb(wildcards):
+    """mem_mb of a metrics job: the config's resources.metrics.mem_mb, else its largest metric's estimate
+    (they run one after another)."""
+    return job_resources("metrics", "mem_mb", None) or max(
+        metric_mem_mb(metric, wildcards.method) for metric in pair_metrics(wildcards))
 
 
 def attribution_outputs():
@@ -221,46 +233,63 @@ def methods_of(model):
 
 
 def metric_outputs():
-    """Every per-image metric table the config asks for (none without a metrics section)."""
-    return [table["path"] for table in metric_tables()]
+    """The folder of per-image metric tables of every (model, method) some metric scores (none without a
+    metrics section)."""
+    return list(dict.fromkeys(metrics_folder(table["model"], table["method"]) for table in metric_tables()))
 
 
-def registered_metric(wildcards):
-    """The registered metric class of a metric job (config entries may name one with 'metric:')."""
+def pair_metrics(wildcards):
+    """The metrics (config names, in config order) that score one (model, method) of a metrics job."""
+    return [table["metric"] for table in metric_tables()
+            if (table["model"], table["method"]) == (wildcards.model, wildcards.method)]
+
+
+def registered_metric(metric):
+    """The registered metric class of a configured metric (config entries may name one with 'metric:')."""
     from robustxai.metrics import metric_class
 
-    return metric_class(METRICS[wildcards.metric]["metric"])
+    return metric_class(METRICS[metric]["metric"])
 
 
-def metric_settings(wildcards):
-    """A metric's settings for the job's method, without the keys that only select its jobs (what its
-    tables depend on): what the metric leaves to the maps (box metrics' ``rescale: auto``) is decided
-    here from the method's declaration, so the protocol is in the params and recorded in every table."""
+def metric_settings(metric, method_name_):
+    """A metric's settings for a method, without the keys that only select its jobs (what its table
+    depends on): what the metric leaves to the maps (box metrics' ``rescale: auto``) is decided here from
+    the method's declaration, so the protocol is in the params and recorded in every table."""
     from robustxai.config import method_name, method_settings
     from robustxai.metrics import settings_for_method
 
-    entry = METRICS[wildcards.metric]
+    entry = METRICS[metric]
     settings = {key: value for key, value in entry.items() if key not in METRIC_SELECTION_KEYS}
-    method = ATTRIBUTION["methods"][wildcards.method]
-    return settings_for_method(entry["metric"], settings, method_name(wildcards.method, method),
-                               method_settings(method))
+    method = ATTRIBUTION["methods"][method_name_]
+    return settings_for_method(entry["metric"], settings, method_name(method_name_, method), method_settings(method))
 
 
-def metric_checkpoint(wildcards):
-    """The model's checkpoint when the metric runs the model (none for localisation metrics)."""
-    return [checkpoint_path(wildcards.model)] if registered_metric(wildcards).needs_model else []
+def metrics_settings(wildcards):
+    """What a metrics job computes: table name -> {"metric": the registered metric, "settings"}."""
+    return {metric: {"metric": METRICS[metric]["metric"], "settings": metric_settings(metric, wildcards.method)}
+            for metric in pair_metrics(wildcards)}
 
 
-def metric_method_settings(wildcards):
-    """The method's settings when the metric recomputes maps (sanity checks), else None."""
-    if not registered_metric(wildcards).needs_method:
+def runs_model(wildcards):
+    """Whether some metric of a metrics job runs the model (localisation metrics read maps and boxes only)."""
+    return any(registered_metric(metric).needs_model for metric in pair_metrics(wildcards))
+
+
+def metrics_checkpoint(wildcards):
+    """The model's checkpoint when some metric of the job runs the model."""
+    return [checkpoint_path(wildcards.model)] if runs_model(wildcards) else []
+
+
+def metrics_method_settings(wildcards):
+    """The method's settings when some metric of the job recomputes maps (sanity checks), else None."""
+    if not any(registered_metric(metric).needs_method for metric in pair_metrics(wildcards)):
         return None
     return ATTRIBUTION_JOBS[f"{ATTRIBUTION['split']}/{wildcards.method}"]["settings"]
 
 
-def metric_gpus(wildcards):
-    """GPUs of a metric job: the stage's setting when it runs the model, else 0."""
-    return job_resources("metrics", "gpu", 1) if registered_metric(wildcards).needs_model else 0
+def metrics_gpus(wildcards):
+    """GPUs of a metrics job: the stage's setting when it runs the model, else 0."""
+    return job_resources("metrics", "gpu", 1) if runs_model(wildcards) else 0
 
 
 def metric_tables():

@@ -1,36 +1,37 @@
-# One job per (model, method, metric): per-image values of one metric for one model's maps of one
-# method. A metric's jobs depend on its own settings and on those maps only, so adding a metric adds
-# only its jobs. Metrics that run the model (insertion, deletion, sanity checks, boundary alignment)
-# read its checkpoint and are GPU-tagged; localisation metrics read maps and boxes only.
+# One job per (model, method): every metric that scores that model's maps of that method, in one
+# process (one start-up, one read of the maps, one model load), each written as its own per-image table
+# <model>/<method>/<metric>.parquet in the job's folder. A job depends on its metrics' settings and on
+# those maps only, so changing a metric reruns the pairs it scores. Jobs whose metrics run the model
+# (insertion, deletion, ROAD, sanity checks, boundary alignment) read its checkpoint and are GPU-tagged;
+# localisation metrics read maps and boxes only.
 if METRICS is not None:
 
-    rule metric:
+    rule metrics:
         input:
             shards=lambda wildcards: shard_paths(ATTRIBUTION["split"], wildcards.model, wildcards.method),
             split=split_path(ATTRIBUTION["split"]),
-            checkpoint=metric_checkpoint,
+            checkpoint=metrics_checkpoint,
         output:
-            metric_path(),
+            directory(metrics_folder()),
         wildcard_constraints:
-            metric=names_regex(list(METRICS)),
+            model=names_regex(sorted({table["model"] for table in metric_tables()})),
             method=names_regex(list(ATTRIBUTION["methods"])),
         params:
-            metric=lambda wildcards: METRICS[wildcards.metric]["metric"],
-            settings=metric_settings,
-            method_settings=metric_method_settings,
-            gpu_usage=gpu_usage_file("metrics/{model}/{method}/{metric}"),
+            metrics=metrics_settings,
+            method_settings=metrics_method_settings,
+            gpu_usage=gpu_usage_file("metrics/{model}/{method}"),
             tuning=TUNING,
             tuning_cache=TUNING_CACHE,
         log:
-            f"{R}/logs/metrics/{{model}}/{{method}}/{{metric}}.log",
+            f"{R}/logs/metrics/{{model}}/{{method}}.log",
         benchmark:
-            benchmark_file("metrics/{model}/{method}/{metric}")
+            benchmark_file("metrics/{model}/{method}")
         threads: job_resources("metrics", "threads", 1)
         resources:
-            gpu=metric_gpus,
-            mem_mb=metric_mem_mb,  # scales with image size and images (robustxai.pipeline.resources)
+            gpu=metrics_gpus,
+            mem_mb=metrics_mem_mb,  # scales with image size and images (robustxai.pipeline.resources)
             runtime=job_resources("metrics", "runtime", 60),
         conda:
             ENV
         script:
-            "../scripts/metric.py"
+            "../scripts/metrics.py"

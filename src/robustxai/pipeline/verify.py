@@ -47,6 +47,8 @@ OK, UNVERIFIED, CORRUPT, LEFTOVER, UNKNOWN = "ok", "unverified", "corrupt", "lef
 #: the paths (relative to the results folder, "/"-separated) where the workflow writes the files it checks
 LAYOUT = re.compile(r"data/[^/]+/[^/]+\.h5|attributions/(?:[^/]+/)+shard-\d+\.h5|metrics/(?:[^/]+/)+[^/]+\.parquet"
                     r"|tables/per_image\.parquet|models/[^/]+\.(?:pt|resume)|roar/(?:[^/]+/)+[^/]+\.resume")
+#: files a job writes inside its output folder (a metrics job: every table of one model's maps of one method)
+IN_OUTPUT_FOLDER = re.compile(r"metrics/[^/]+/[^/]+/[^/]+/[^/]+\.parquet")
 #: what ``robustxai.files.atomic_output`` writes before renaming: an output's name + ".tmp"
 TEMPORARY = re.compile(r"(?:[^/]+/)*[^/]+\.(?:h5|parquet|pt|resume|json|csv|tsv|png|pdf|md|html|txt)\.tmp")
 #: where ``fix`` moves what it takes away, under the results folder
@@ -91,6 +93,12 @@ def result_files(root: Path) -> list[Path]:
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         found += [Path(folder) / name for name in files if Path(name).suffix in {*CHECKS, ".tmp"}]
     return sorted(found)
+
+
+def rerun_target(path: Path, root: Path) -> Path:
+    """What ``snakemake --forcerun`` must name to regenerate the result file ``path`` under ``root``: the
+    file itself, or the folder a job writes it in (a metric table's metrics folder)."""
+    return path.parent if IN_OUTPUT_FOLDER.fullmatch(path.relative_to(root).as_posix()) else path
 
 
 def verify_results(root: str | os.PathLike, fix: bool = False) -> list[FileCheck]:
