@@ -1,4 +1,5 @@
-"""Import cost of the cheap jobs' entry points against a bare ``import torch`` (issue 16: at most 1.5x).
+"""Import cost of the cheap jobs' entry points and of building a model against a bare ``import torch``
+(issue 16: at most 1.5x; issue 23: building the project's own models imports no timm).
 
 An attribute or metric job is a fresh Python that imports its workflow script's modules, then works;
 with thousands of such jobs in a study, what the imports cost is paid thousands of times. For each
@@ -30,8 +31,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("attribute_shard.py", "metrics.py")
+SCRIPTS = ("attribute_shard.py", "metrics.py", "metric.py")  # metric.py: the per-metric job before issue 23
 MODULES = ("robustxai.pipeline.attribute", "robustxai.pipeline.metrics", "robustxai.workflow_io")
+#: a job that loads one of the project's models imports what building it imports (timm, before issue 23)
+MODEL_BUILD = "from robustxai.models import build_classifier\nbuild_classifier('cifar_resnet_tiny', 10)"
 MARK = "--robustxai-import-benchmark--"
 CHILD = """
 import sys
@@ -62,7 +65,9 @@ def entries(root: Path) -> dict[str, str]:
     """Label -> import statement(s): ``import torch``, each entry module, each job script's imports."""
     table = {"torch": "import torch"}
     table.update({module: f"import {module}" for module in MODULES})
-    table.update({f"scripts/{name}": script_imports(root / "workflow" / "scripts" / name) for name in SCRIPTS})
+    table.update({f"scripts/{name}": script_imports(root / "workflow" / "scripts" / name) for name in SCRIPTS
+                  if (root / "workflow" / "scripts" / name).exists()})
+    table["build cifar_resnet_tiny"] = MODEL_BUILD
     return table
 
 
