@@ -151,6 +151,18 @@ def test_findings_verdicts_on_a_constructed_run():
     assert text.count("**reproduced**") + text.count("**not reproduced**") + text.count("**inconclusive**") == 10
 
 
+def test_a_model_at_chance_is_named_in_a_warning_and_a_trained_one_is_not():
+    from robustxai.aggregation.findings import chance_warning, models_at_chance
+
+    models = pd.DataFrame({"model": ["stuck", "weak", "good"], "clean_accuracy": [0.086, 0.19, 0.957],
+                           "test_images": [1000, 1000, 1000]})
+    classes = {"stuck": 10, "weak": 10, "good": 10}
+    assert models_at_chance(models, classes) == ["stuck"]  # 0.19 of 1000 is above 0.1 + 0.05 beyond noise
+    assert "`stuck` (0.086 against 1/10)" in chance_warning(models, classes)
+    assert chance_warning(models.iloc[1:], classes) is None
+    assert models_at_chance(models, {"stuck": 2}) == ["stuck"] and models_at_chance(models, {}) == []
+
+
 def test_every_method_has_a_family_and_every_metric_says_which_way_is_better():
     for name in METHODS:
         if name != "robust_counterpart":  # takes its base method's family

@@ -101,6 +101,7 @@ if METRICS is not None:
         params:
             summary=run_summary(),
             explainer_study=explainer_study(),
+            num_classes={model: resolve_model(config, model)["num_classes"] for model in MODELS},
         log:
             f"{R}/logs/aggregate/findings.log",
         conda:

@@ -9,4 +9,4 @@ with job_logging(snakemake.log[0]):
         study = {**study, **{key: snakemake.input.get(key) for key in ("roar", "roar_leakage", "latency", "per_image")}}
     findings_job(snakemake.input.models, snakemake.input.methods, snakemake.input.comparisons,
                  snakemake.input.ranking, snakemake.input.within, snakemake.input.scores, snakemake.output[0],
-                 snakemake.params.summary, study)
+                 snakemake.params.summary, study, snakemake.params.num_classes)

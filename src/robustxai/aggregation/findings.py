@@ -187,6 +187,33 @@ def study_summary(models, methods) -> str:
     return f"Models: {names(models)}; methods: {names(methods)}."
 
 
+#: a model is at chance when the upper end of its clean accuracy's 95 % Wilson interval stays below
+#: 1 / classes + this margin (a training run that never left chance, e.g. at too high a learning rate)
+CHANCE_MARGIN = 0.05
+
+
+def models_at_chance(models: pd.DataFrame, num_classes: dict[str, int]) -> list[str]:
+    """The models (rows of the models table: model, clean_accuracy, test_images) whose clean test accuracy
+    cannot be told from guessing among their ``num_classes`` (model -> classes; models not in it are skipped)."""
+    from robustxai.roar.leakage import wilson_interval
+
+    return [row.model for row in models.itertuples() if row.model in num_classes and
+            wilson_interval(round(row.clean_accuracy * row.test_images), int(row.test_images))[1]
+            < 1 / num_classes[row.model] + CHANCE_MARGIN]
+
+
+def chance_warning(models: pd.DataFrame, num_classes: dict[str, int]) -> str | None:
+    """A findings.md paragraph naming the models at chance (``models_at_chance``), or None."""
+    stuck = models_at_chance(models, num_classes)
+    if not stuck:
+        return None
+    accuracy = dict(zip(models["model"], models["clean_accuracy"]))
+    named = ", ".join(f"`{m}` ({accuracy[m]:.3f} against 1/{num_classes[m]})" for m in stuck)
+    return (f"**Warning: models at chance.** {named}: their training never left chance (see their "
+            "`models/<model>.history.csv`; a lower `training.lr` is the usual fix). Every number and verdict "
+            "below that uses them is not evidence.")
+
+
 def findings_markdown(findings: list[Finding], run_summary: str) -> str:
     """findings.md: a verdict table, then each finding's deciding numbers."""
     lines = ["# The paper's findings, checked against this run", "", run_summary, "",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from robustxai.aggregation import analysis, plots
-from robustxai.aggregation.findings import check_findings, findings_markdown, study_summary
+from robustxai.aggregation.findings import chance_warning, check_findings, findings_markdown, study_summary
 from robustxai.aggregation.tables import MetricTable, explainability_table, long_metric_values
 from robustxai.integrity import read_table
 from robustxai.studies import STUDY_A, STUDY_B, method_study, pair_studies
@@ -122,13 +122,17 @@ def analysis_job(per_image_path: str, explainability_path: str, models_path: str
 
 def findings_job(models_path: str, methods_path: str, comparisons_path: str, ranking_path: str,
                  within_path: str, scores_path: str, output_path: str, run_summary: str,
-                 explainer_study: dict | None = None) -> list:
+                 explainer_study: dict | None = None, num_classes: dict[str, int] | None = None) -> list:
     """Write ``findings.md``: the paper's five findings checked against study A's tables, then, when the
     study has explainer models (``explainer_study``: ``alignments`` explainer model -> robust / standard,
     ``methods`` every attribution method's settings, ``last_block_metrics``, and the paths ``roar``,
     ``roar_leakage``, ``latency``, ``per_image``, each None when the run lacks it), the second study's five.
-    ``run_summary`` names the run; each study's section adds the models and methods it used."""
+    ``run_summary`` names the run; each study's section adds the models and methods it used; models at
+    chance (``num_classes``: model -> classes, ``robustxai.aggregation.findings.models_at_chance``) are
+    named in a warning under it."""
     every_model = pd.read_csv(models_path)
+    if warning := chance_warning(every_model, num_classes or {}):
+        run_summary = f"{run_summary}\n\n{warning}"
     models = _study_a(every_model)
     catalogue = pd.read_csv(methods_path)
     comparisons = pd.read_csv(comparisons_path)
