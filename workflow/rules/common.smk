@@ -251,17 +251,17 @@ def registered_metric(metric):
     return metric_class(METRICS[metric]["metric"])
 
 
-def metric_settings(metric, method_name_):
-    """A metric's settings for a method, without the keys that only select its jobs (what its table
-    depends on): what the metric leaves to the maps (box metrics' ``rescale: auto``) is decided here from
-    the method's declaration, so the protocol is in the params and recorded in every table."""
+def metric_settings(metric, method):
+    """A metric's settings for a method (config names), without the keys that only select its jobs (what
+    its table depends on): what the metric leaves to the maps (box metrics' ``rescale: auto``) is decided
+    here from the method's declaration, so the protocol is in the params and recorded in every table."""
     from robustxai.config import method_name, method_settings
     from robustxai.metrics import settings_for_method
 
     entry = METRICS[metric]
     settings = {key: value for key, value in entry.items() if key not in METRIC_SELECTION_KEYS}
-    method = ATTRIBUTION["methods"][method_name_]
-    return settings_for_method(entry["metric"], settings, method_name(method_name_, method), method_settings(method))
+    configured = ATTRIBUTION["methods"][method]
+    return settings_for_method(entry["metric"], settings, method_name(method, configured), method_settings(configured))
 
 
 def metrics_settings(wildcards):
