@@ -120,6 +120,12 @@ def analysis_job(per_image_path: str, explainability_path: str, models_path: str
         frame.to_csv(outputs[name], index=False)
 
 
+def _with_chance_warning(summary: str, models: pd.DataFrame, num_classes: dict[str, int] | None) -> str:
+    """A study section's summary line, followed by the warning naming its models at chance, if any."""
+    warning = chance_warning(models, num_classes or {})
+    return f"{summary}\n\n{warning}" if warning else summary
+
+
 def findings_job(models_path: str, methods_path: str, comparisons_path: str, ranking_path: str,
                  within_path: str, scores_path: str, output_path: str, run_summary: str,
                  explainer_study: dict | None = None, num_classes: dict[str, int] | None = None) -> list:
@@ -127,12 +133,9 @@ def findings_job(models_path: str, methods_path: str, comparisons_path: str, ran
     study has explainer models (``explainer_study``: ``alignments`` explainer model -> robust / standard,
     ``methods`` every attribution method's settings, ``last_block_metrics``, and the paths ``roar``,
     ``roar_leakage``, ``latency``, ``per_image``, each None when the run lacks it), the second study's five.
-    ``run_summary`` names the run; each study's section adds the models and methods it used; models at
-    chance (``num_classes``: model -> classes, ``robustxai.aggregation.findings.models_at_chance``) are
-    named in a warning under it."""
+    ``run_summary`` names the run; each study's section adds the models and methods it used, and a warning
+    naming its models at chance (``num_classes``: model -> classes, ``robustxai.aggregation.findings.models_at_chance``)."""
     every_model = pd.read_csv(models_path)
-    if warning := chance_warning(every_model, num_classes or {}):
-        run_summary = f"{run_summary}\n\n{warning}"
     models = _study_a(every_model)
     catalogue = pd.read_csv(methods_path)
     comparisons = pd.read_csv(comparisons_path)
@@ -140,7 +143,8 @@ def findings_job(models_path: str, methods_path: str, comparisons_path: str, ran
     scores = pd.read_csv(scores_path).set_index("model")["explainability_score"]
     findings = check_findings(models, comparisons, ranking, pd.read_csv(within_path), scores,
                               dict(zip(catalogue["method"], catalogue["registered"])))
-    text = findings_markdown(findings, f"{run_summary}\n\n{study_summary(models['model'], ranking['method'])}")
+    text = findings_markdown(findings, _with_chance_warning(
+        f"{run_summary}\n\n{study_summary(models['model'], ranking['method'])}", models, num_classes))
     if explainer_study:
         from robustxai.aggregation.explainer_findings import check_explainer_findings, explainer_findings_markdown
 
@@ -151,7 +155,9 @@ def findings_job(models_path: str, methods_path: str, comparisons_path: str, ran
                                           read("per_image", read_table),
                                           method_catalogue(explainer_study["methods"]), explainer_study["alignments"],
                                           explainer_study["last_block_metrics"], read("roar_leakage", pd.read_csv))
-        used = study_summary(every_model.loc[every_model["study"] == STUDY_B, "model"], explainer_study["methods"])
+        second_models = every_model[every_model["study"] == STUDY_B]
+        used = _with_chance_warning(study_summary(second_models["model"], explainer_study["methods"]), second_models,
+                                    num_classes)
         text += explainer_findings_markdown(second, used)
         findings += second
     _mkdirs(output_path)
