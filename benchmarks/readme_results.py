@@ -27,10 +27,11 @@ import pandas as pd
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 NOT_RUN = "not run"
 #: tables/roar.csv columns shown, when present, after the accuracy and its spread
-ROAR_EXTRA = ("object_removed_share", "leakage_accuracy", "confounded", "model_test_accuracy", "anchor_gap")
+ROAR_EXTRA = ("object_removed_share", "leakage_accuracy", "confounded", "model_test_accuracy", "anchor_gap",
+              "late_train_gain", "converged")
 #: tables/roar_leakage.csv columns shown, when present
 LEAKAGE_COLUMNS = ("model", "method", "control", "fraction", "accuracy", "accuracy_low", "chance", "leaked",
-                   "as_expected")
+                   "as_expected", "converged")
 
 
 def cell(value) -> str:

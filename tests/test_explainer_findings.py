@@ -106,11 +106,33 @@ def test_a_leaking_cell_does_not_count_and_road_decides_where_a_needed_cell_leak
     findings = check_explainer_findings(roar_rows(PAPER_LIKE).assign(confounded=leaks), LATENCY,
                                         pd.concat([sanity, road]), CATALOGUE, ALIGNMENTS, ["sanity_last_block"])
     assert findings[0].verdict == "not reproduced"
-    assert "ROAD MoRF (headline where masks leak" in "\n".join(findings[0].evidence)
+    assert "ROAD MoRF (headline where ROAR cells do not count" in "\n".join(findings[0].evidence)
     # (c): the standard explainer's cell leaks, ROAD of the two explainers decides
     road = road_rows({("ex_robust", "explainer"): 0.30, ("ex_standard", "explainer"): 0.25})
     assert check_explainer_findings(roar_rows(PAPER_LIKE).assign(confounded=leaks), None, road, CATALOGUE,
                                     ALIGNMENTS, [])[2].verdict == "not reproduced"
+
+
+def test_a_retraining_that_had_not_converged_does_not_count_and_road_decides():
+    # occlusion's 0.50 at 0.8 came from a retraining still learning when it stopped: left out, like a leak
+    roar = roar_rows({**PAPER_LIKE, ("ex_robust", "occlusion"): [0.79, 0.50]}).assign(converged=True,
+                                                                                      leakage_converged=True)
+    short = (roar["method"] == "occlusion") & (roar["fraction"] == 0.8)
+    findings = check_explainer_findings(roar.assign(converged=~short), None, None, CATALOGUE, ALIGNMENTS, [])
+    assert findings[0].verdict == "reproduced"
+    assert "occlusion 0.500 [retraining not converged: not counted]" in "\n".join(findings[0].evidence)
+    # the same cell counted: occlusion is lowest and (a) fails
+    assert check_explainer_findings(roar, None, None, CATALOGUE, ALIGNMENTS, [])[0].verdict == "not reproduced"
+    # (b) at 0.4 with saliency's mask-only control unconverged: that fraction is left out, 0.8 decides
+    unsure = (roar["method"] == "gradient") & (roar["fraction"] == 0.4)
+    finding = check_explainer_findings(roar.assign(leakage_converged=~unsure), None, None, CATALOGUE, ALIGNMENTS,
+                                       [])[1]
+    assert finding.verdict == "reproduced"
+    assert "[mask-only control not converged: not counted]" in "\n".join(finding.evidence)
+    # (c) with the standard explainer's cell unconverged and no ROAD: nothing decides it
+    short = (roar["model"] == "ex_standard") & (roar["fraction"] == 0.8)
+    assert check_explainer_findings(roar.assign(converged=~short), None, None, CATALOGUE, ALIGNMENTS,
+                                    [])[2].verdict == "inconclusive"
 
 
 def test_failed_leakage_controls_are_reported_with_the_roar_findings():

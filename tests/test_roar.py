@@ -10,6 +10,7 @@ from robustxai.config import (ConfigError, attribution_jobs, load_config, resolv
                               roar_anchor_models, roar_recipe)
 from robustxai.pipeline.roar import share_anchors
 from robustxai.metrics.ranking import RankingPolicy
+from robustxai.roar.convergence import converged, late_train_gain
 from robustxai.roar.leakage import chance_level, leakage_verdict, mask_inputs, wilson_interval
 from robustxai.roar.removal import blur_maps, channel_mean, object_maps, object_share_removed, remove_top
 from robustxai.roar.table import leakage_table, roar_table
@@ -90,9 +91,31 @@ def test_a_mask_only_classifier_detects_a_constructed_leak_and_not_random_masks(
     assert not control["leaked"] and control["accuracy"] < 0.7
 
 
-def _cell(model, method, fraction, repeat, accuracy, attribution_method=None):
+def _history(*train_accuracies):
+    return [{"epoch": epoch + 1, "train_accuracy": value} for epoch, value in enumerate(train_accuracies)]
+
+
+#: a retraining that had stopped learning (last quarter: 0.94 -> 0.95) and one still learning (0.40 -> 0.56)
+FLAT, RISING = _history(0.1, 0.5, 0.8, 0.9, 0.93, 0.94, 0.95, 0.95), _history(0.1, 0.1, 0.12, 0.2, 0.3, 0.4, 0.45, 0.56)
+
+
+def _cell(model, method, fraction, repeat, accuracy, attribution_method=None, history=FLAT):
     return {"model": model, "method": method, "attribution_method": attribution_method, "fraction": fraction,
-            "repeat": repeat, "accuracy": accuracy, "test_images": 200}
+            "repeat": repeat, "accuracy": accuracy, "test_images": 200, "history": history}
+
+
+def test_late_train_gain_reads_the_last_quarter_of_the_epochs():
+    assert late_train_gain(FLAT) == pytest.approx(0.95 - 0.94) and converged(FLAT)
+    assert late_train_gain(RISING) == pytest.approx(0.56 - 0.4) and not converged(RISING)
+    # 12 epochs: the last 3 (ceil of a quarter) are compared with the 9th; the default study's gradient cell at
+    # 0.05, 12 epochs (did not converge) and 24 (did)
+    twelve = _history(0.095, 0.106, 0.093, 0.118, 0.161, 0.236, 0.301, 0.38, 0.445, 0.509, 0.542, 0.561)
+    assert late_train_gain(twelve) == pytest.approx(0.561 - 0.445) and not converged(twelve)
+    twenty_four = _history(0.095, 0.101, 0.098, 0.145, 0.214, 0.295, 0.401, 0.515, 0.6, 0.694, 0.765, 0.802, 0.841,
+                           0.86, 0.88, 0.898, 0.913, 0.927, 0.935, 0.941, 0.948, 0.951, 0.955, 0.956)
+    assert late_train_gain(twenty_four) == pytest.approx(0.956 - 0.927) and converged(twenty_four)
+    assert late_train_gain(_history(0.7)) == pytest.approx(0.7) and not converged(_history(0.7))  # one epoch: unknown
+    assert np.isnan(late_train_gain([])) and not converged([])
 
 
 def test_roar_table_means_repeats_and_puts_the_anchor_and_control_beside_them():
@@ -115,6 +138,22 @@ def test_roar_table_means_repeats_and_puts_the_anchor_and_control_beside_them():
     assert anchor["anchor_gap"] == pytest.approx(0.04) and anchor["accuracy_sd"] == pytest.approx(np.std([0.9, 0.92], ddof=1))
     assert np.isnan(gradient["model_test_accuracy"]) and np.isnan(gradient["anchor_gap"])
     assert gradient["accuracy_sd"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    assert gradient["converged"] and gradient["late_train_gain"] == pytest.approx(0.01)
+    assert np.isnan(gradient["leakage_converged"])  # the controls above carry no history
+
+
+def test_one_repeat_still_learning_marks_its_cell_and_its_control_unconverged():
+    cells = [_cell("m", "unmodified", 0.0, 0, 0.9), _cell("m", "gradient", 0.5, 0, 0.6, "gradient"),
+             _cell("m", "gradient", 0.5, 1, 0.5, "gradient", history=RISING)]
+    leakage = [{"model": "m", "method": "gradient", "fraction": 0.5, "accuracy": 0.1, "accuracy_low": 0.05,
+                "chance": 0.12, "leaked": False, "history": RISING}]
+    table = roar_table(cells, leakage).set_index(["method", "fraction"])
+    gradient = table.loc[("gradient", 0.5)]
+    assert not gradient["converged"] and gradient["late_train_gain"] == pytest.approx(0.16)
+    assert not gradient["leakage_converged"] and not gradient["confounded"]
+    assert table.loc[("gradient", 0.0)]["converged"]
+    controls = leakage_table(leakage)
+    assert not controls["converged"].iloc[0] and controls["late_train_gain"].iloc[0] == pytest.approx(0.16)
 
 
 def test_leakage_table_puts_the_controls_first_and_says_whether_each_answered_as_it_must():

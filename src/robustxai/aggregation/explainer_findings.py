@@ -6,9 +6,11 @@ Decision rules. "The explainer" is a method of family "learned" on a model whose
 robust (a), or each explainer model (c, d, e). ROAR accuracies are means over repeats of the final
 epoch's test accuracy (lower = more faithful), pixels ranked by each map's magnitude; blurred controls
 are left out of the orderings. A ROAR cell whose mask-only control flags leakage (``confounded``, see
-tables/roar_leakage.csv) does not count: a comparison that needs it is decided by ROAD instead (mean
-per-image MoRF area, ``road_morf``, lower = more faithful; it needs no retraining, so masks cannot
-leak into it), and the finding says so.
+tables/roar_leakage.csv) does not count, nor does one whose retraining or mask-only control had not
+converged (``converged``, ``leakage_converged``: training accuracy still rising at the end, so the drop
+measures the recipe): a comparison that needs it is decided by ROAD instead (mean per-image MoRF area,
+``road_morf``, lower = more faithful; it needs no retraining, so masks cannot leak into it and nothing
+has to converge), and the finding says so.
 (a) at the largest fraction the explainer's accuracy is the lowest of every method on its model;
 (b) the robust twin's SmoothGrad (``robust_counterpart``) is below the model's own saliency
 (``gradient``) at every fraction above 0, on every model that has both; (c) at the largest fraction
@@ -50,9 +52,27 @@ def _anchor_problem(roar: pd.DataFrame | None) -> str | None:
         "roar.train_images: all)")
 
 
+def _not_counted(row) -> str:
+    """Why a ROAR row (a tuple or Series of tables/roar.csv) does not count, or "": its mask-only control
+    flags leakage, its retraining or that control had not converged (columns absent: not checked)."""
+    def checked_false(column: str) -> bool:
+        value = getattr(row, column, None)
+        return value is not None and not pd.isna(value) and not bool(value)
+
+    if row.confounded:
+        return "mask leaks"
+    if checked_false("converged"):
+        return "retraining not converged"
+    if checked_false("leakage_converged"):
+        return "mask-only control not converged"
+    return ""
+
+
 def _roar_methods(roar: pd.DataFrame) -> pd.DataFrame:
-    """ROAR rows of attribution methods (no blurred controls) at fractions above 0."""
-    return roar[(roar["fraction"] > 0) & ~roar["method"].str.endswith("_blurred")]
+    """ROAR rows of attribution methods (no blurred controls) at fractions above 0, with ``excluded``:
+    why each does not count (``_not_counted``; "" where it does)."""
+    rows = roar[(roar["fraction"] > 0) & ~roar["method"].str.endswith("_blurred")]
+    return rows.assign(excluded=[_not_counted(row) for row in rows.itertuples()])
 
 
 def road_scores(per_image: pd.DataFrame | None) -> dict[tuple[str, str], float]:
@@ -66,7 +86,7 @@ def road_scores(per_image: pd.DataFrame | None) -> dict[tuple[str, str], float]:
 
 def _roar_text(row) -> str:
     spread = f" (sd {_fmt(row.accuracy_sd)})" if pd.notna(getattr(row, "accuracy_sd", float("nan"))) else ""
-    return f"{row.method} {_fmt(row.accuracy)}{spread}{' [mask leaks: not counted]' if row.confounded else ''}"
+    return f"{row.method} {_fmt(row.accuracy)}{spread}{f' [{row.excluded}: not counted]' if row.excluded else ''}"
 
 
 def _road_lowest(finding: Finding, road: dict, model: str, methods: list[str], wanted: set[str]) -> bool | None:
@@ -78,7 +98,7 @@ def _road_lowest(finding: Finding, road: dict, model: str, methods: list[str], w
                                 f"{sorted(m for m, v in scores.items() if v is None)}")
         return None
     ordered = sorted(scores.items(), key=lambda item: item[1])
-    finding.evidence.append(f"{model}, ROAD MoRF (headline where masks leak; lower = more faithful): " + ", ".join(
+    finding.evidence.append(f"{model}, ROAD MoRF (headline where ROAR cells do not count; lower = more faithful): " + ", ".join(
         f"{method} {_fmt(value)}" for method, value in ordered))
     return ordered[0][0] in wanted
 
@@ -100,7 +120,7 @@ def lowest_roar_finding(roar: pd.DataFrame | None, families: dict[str, str], ali
             continue
         finding.evidence.append(f"{model} at {last['fraction'].iloc[0]:g}: " + ", ".join(
             _roar_text(r) for r in last.itertuples()))
-        clean = last[~last["confounded"]]
+        clean = last[last["excluded"] == ""]
         if learned <= set(clean["method"]) and len(clean) >= 2:
             checked.append(clean["method"].iloc[0] in learned)
         else:
@@ -130,10 +150,10 @@ def robust_attribution_finding(roar: pd.DataFrame | None, registered: dict[str, 
         both = robust.merge(saliency, on="fraction", suffixes=("_robust", "_saliency")).set_index("fraction")
         counted = 0
         for fraction, r in both.iterrows():
-            leaks = bool(r.confounded_robust or r.confounded_saliency)
+            excluded = "; ".join(reason for reason in (r.excluded_robust, r.excluded_saliency) if reason)
             finding.evidence.append(f"{model} at {fraction:g}: robust attribution {_fmt(r.accuracy_robust)} vs "
-                                    f"saliency {_fmt(r.accuracy_saliency)}{' [mask leaks: not counted]' if leaks else ''}")
-            if not leaks:
+                                    f"saliency {_fmt(r.accuracy_saliency)}{f' [{excluded}: not counted]' if excluded else ''}")
+            if not excluded:
                 checked.append(r.accuracy_robust < r.accuracy_saliency)
                 counted += 1
         if not counted:
@@ -161,15 +181,15 @@ def alignment_finding(roar: pd.DataFrame | None, families: dict[str, str], align
     last = rows[rows["fraction"] == rows["fraction"].max()]
     finding.evidence.append(f"at {last['fraction'].iloc[0]:g}: " + ", ".join(
         f"{r.model} ({alignments[r.model]}) {_roar_text(r)}" for r in last.itertuples()))
-    if not last["confounded"].any():
+    if (last["excluded"] == "").all():
         means = last.groupby(last["model"].map(alignments))["accuracy"].mean()
         finding.verdict = REPRODUCED if means["robust"] < means["standard"] else NOT_REPRODUCED
         return finding
     scores = {alignments[r.model]: (road or {}).get((r.model, r.method)) for r in last.itertuples()}
     if any(v is None for v in scores.values()):
-        finding.evidence.append("a needed ROAR cell leaks and ROAD of the explainers is missing")
+        finding.evidence.append("a needed ROAR cell does not count and ROAD of the explainers is missing")
         return finding
-    finding.evidence.append("ROAD MoRF of the explainers (headline where masks leak; lower = more faithful): "
+    finding.evidence.append("ROAD MoRF of the explainers (headline where ROAR cells do not count; lower = more faithful): "
                             + ", ".join(f"{alignment} {_fmt(v)}" for alignment, v in scores.items()))
     finding.verdict = REPRODUCED if scores["robust"] < scores["standard"] else NOT_REPRODUCED
     return finding
