@@ -16,10 +16,12 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from robustxai import results_lock
+from robustxai.cluster import placeholder_message, placeholder_resources
 from robustxai.data.extract import check_unpack_target
 from robustxai.data.kinds import dataset_kind
 from robustxai.pipeline import resources as job_memory
 from robustxai.config import (
+    ConfigError,
     METRIC_SELECTION_KEYS,
     all_split_names,
     attribution_jobs,
@@ -57,6 +59,11 @@ validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defau
 check_download_checksums(config)
 check_imported_models(config)
 check_model_architectures(config)
+_raw = lambda resources: {name: getattr(value, "raw", value) for name, value in (resources or {}).items()}  # noqa: E731
+_placeholders = placeholder_resources(_raw(workflow.resource_settings.default_resources),
+                                      {rule: _raw(r) for rule, r in workflow.resource_settings.overwrite_resources.items()})
+if _placeholders:  # the SLURM profile as shipped: refused before any job is planned, dry runs included
+    raise ConfigError(placeholder_message(_placeholders))
 
 
 R = config["results"]
