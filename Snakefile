@@ -38,6 +38,7 @@ onerror:
 
 
 rule all:
+    default_target: True
     input:
         rules.aggregate_models.output,
         attribution_outputs(),
@@ -45,4 +46,3 @@ rule all:
         aggregation_outputs(),
         latency_outputs(),
         roar_outputs(),
-    default_target: True

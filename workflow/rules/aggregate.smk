@@ -17,12 +17,12 @@ rule aggregate_models:
         table=report(f"{R}/tables/models.csv", caption="../report/models.rst", category="1. Models"),
         plot=report(f"{R}/plots/accuracy.png", caption="../report/accuracy.rst", category="1. Models"),
         plot_data=f"{R}/plots/accuracy.csv",
-    params:
-        studies=dict(sorted(model_studies(config, ATTRIBUTION["methods"] if ATTRIBUTION is not None else {}).items())),
     log:
         f"{R}/logs/aggregate/models.log",
     conda:
         ENV
+    params:
+        studies=dict(sorted(model_studies(config, ATTRIBUTION["methods"] if ATTRIBUTION is not None else {}).items())),
     script:
         "../scripts/aggregate_models.py"
 
@@ -41,21 +41,25 @@ if METRICS is not None:
             tables=metric_outputs(),
             models=rules.aggregate_models.output.table,
         output:
-            table=report(f"{R}/tables/explainability.csv", caption="../report/explainability.rst",
-                         category="2. Explainability"),
-            explainer_table=report(f"{R}/tables/explainer_explainability.csv",
-                                   caption="../report/explainer_explainability.rst", category="7. Learned explainer"),
+            table=report(
+                f"{R}/tables/explainability.csv", caption="../report/explainability.rst", category="2. Explainability"
+            ),
+            explainer_table=report(
+                f"{R}/tables/explainer_explainability.csv",
+                caption="../report/explainer_explainability.rst",
+                category="7. Learned explainer",
+            ),
             per_image=f"{R}/tables/per_image.parquet",
             methods=f"{R}/tables/methods.csv",
+        log:
+            f"{R}/logs/aggregate/explainability.log",
+        conda:
+            ENV
         params:
             tables=metric_tables(),
             methods=scored_methods(),
             resamples=AGGREGATION["resamples"],
             seed=AGGREGATION["seed"],
-        log:
-            f"{R}/logs/aggregate/explainability.log",
-        conda:
-            ENV
         script:
             "../scripts/explainability_table.py"
 
@@ -66,46 +70,61 @@ if METRICS is not None:
             methods=rules.explainability_table.output.methods,
             models=rules.aggregate_models.output.table,
         output:
-            across_models=report(f"{R}/correlations/across_models.csv", caption="../report/across_models.rst",
-                                 category="3. Correlations"),
-            within_models=report(f"{R}/correlations/within_models.csv", caption="../report/within_models.rst",
-                                 category="3. Correlations"),
-            method_ranking=report(f"{R}/tables/method_ranking.csv", caption="../report/method_ranking.rst",
-                                  category="4. Rankings and comparisons"),
-            ranking_agreement=report(f"{R}/tables/ranking_agreement.csv", caption="../report/ranking_agreement.rst",
-                                     category="4. Rankings and comparisons"),
-            group_comparisons=report(f"{R}/tables/group_comparisons.csv", caption="../report/group_comparisons.rst",
-                                     category="4. Rankings and comparisons"),
+            across_models=report(
+                f"{R}/correlations/across_models.csv",
+                caption="../report/across_models.rst",
+                category="3. Correlations",
+            ),
+            within_models=report(
+                f"{R}/correlations/within_models.csv",
+                caption="../report/within_models.rst",
+                category="3. Correlations",
+            ),
+            method_ranking=report(
+                f"{R}/tables/method_ranking.csv",
+                caption="../report/method_ranking.rst",
+                category="4. Rankings and comparisons",
+            ),
+            ranking_agreement=report(
+                f"{R}/tables/ranking_agreement.csv",
+                caption="../report/ranking_agreement.rst",
+                category="4. Rankings and comparisons",
+            ),
+            group_comparisons=report(
+                f"{R}/tables/group_comparisons.csv",
+                caption="../report/group_comparisons.rst",
+                category="4. Rankings and comparisons",
+            ),
             model_scores=f"{R}/tables/model_scores.csv",
-        params:
-            metrics=scored_metric_classes(),
-            seed=AGGREGATION["seed"],
         log:
             f"{R}/logs/aggregate/analyse.log",
         conda:
             ENV
+        params:
+            metrics=scored_metric_classes(),
+            seed=AGGREGATION["seed"],
         script:
             "../scripts/analyse.py"
 
     rule findings:
         input:
+            **explainer_findings_inputs(),
             models=rules.aggregate_models.output.table,
             methods=rules.explainability_table.output.methods,
             comparisons=rules.analyse.output.group_comparisons,
             ranking=rules.analyse.output.method_ranking,
             within=rules.analyse.output.within_models,
             scores=rules.analyse.output.model_scores,
-            **explainer_findings_inputs(),
         output:
             report(f"{R}/findings.md", caption="../report/findings.rst", category="0. Findings"),
-        params:
-            summary=run_summary(),
-            explainer_study=explainer_study(),
-            num_classes={model: resolve_model(config, model)["num_classes"] for model in MODELS},
         log:
             f"{R}/logs/aggregate/findings.log",
         conda:
             ENV
+        params:
+            summary=run_summary(),
+            explainer_study=explainer_study(),
+            num_classes={model: resolve_model(config, model)["num_classes"] for model in MODELS},
         script:
             "../scripts/findings.py"
 
@@ -118,32 +137,37 @@ if METRICS is not None:
             scores=rules.analyse.output.model_scores,
         output:
             **summary_plot_outputs(),
-        params:
-            metrics=scored_metric_classes(),
         log:
             f"{R}/logs/aggregate/plots.log",
         conda:
             ENV
+        params:
+            metrics=scored_metric_classes(),
         script:
             "../scripts/summary_plots.py"
 
     rule map_grid:
         input:
-            shards=lambda wildcards: [shard_paths(ATTRIBUTION["split"], wildcards.model, method)[0]
-                                      for method in methods_of(wildcards.model)],
+            shards=lambda wildcards: [
+                shard_paths(ATTRIBUTION["split"], wildcards.model, method)[0] for method in methods_of(wildcards.model)
+            ],
             split=split_path(ATTRIBUTION["split"]),
         output:
-            png=report(f"{R}/plots/maps/{{model}}.png", caption="../report/map_grid.rst", category="5. Maps",
-                       labels={"model": "{model}"}),
+            png=report(
+                f"{R}/plots/maps/{{model}}.png",
+                caption="../report/map_grid.rst",
+                category="5. Maps",
+                labels={"model": "{model}"},
+            ),
             data=f"{R}/plots/maps/{{model}}.npz",
+        log:
+            f"{R}/logs/aggregate/maps/{{model}}.log",
         wildcard_constraints:
             model=names_regex(ATTRIBUTION["models"]),
+        conda:
+            ENV
         params:
             methods=lambda wildcards: methods_of(wildcards.model),
             images=AGGREGATION["grid_images"],
-        log:
-            f"{R}/logs/aggregate/maps/{{model}}.log",
-        conda:
-            ENV
         script:
             "../scripts/map_grid.py"

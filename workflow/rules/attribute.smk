@@ -10,10 +10,21 @@ rule attribute:
         needed=lambda wildcards: list(needed_checkpoints(wildcards).values()),
     output:
         shard_path(),
+    log:
+        f"{R}/logs/attribute/{{split}}/{{model}}/{{method}}/shard-{{shard}}.log",
+    benchmark:
+        benchmark_file("attribute/{split}/{model}/{method}/shard-{shard}")
     wildcard_constraints:
         split=names_regex(sorted({job["split"] for job in ATTRIBUTION_JOBS.values()})),
         method=names_regex(sorted({job["method"] for job in ATTRIBUTION_JOBS.values()})),
         shard=r"\d+",
+    conda:
+        ENV
+    threads: job_resources("attribute", "threads", 1)
+    resources:
+        gpu=job_resources("attribute", "gpu", 1),
+        mem_mb=attribute_mem_mb,  # scales with image size and batch (robustxai.pipeline.resources)
+        runtime=job_resources("attribute", "runtime", 60),
     params:
         settings=lambda wildcards: attribution_job(wildcards)["settings"],
         images_per_shard=lambda wildcards: attribution_job(wildcards)["images_per_shard"],
@@ -24,16 +35,5 @@ rule attribute:
         gpu_usage=gpu_usage_file("attribute/{split}/{model}/{method}/shard-{shard}"),
         tuning=TUNING,
         tuning_cache=TUNING_CACHE,
-    log:
-        f"{R}/logs/attribute/{{split}}/{{model}}/{{method}}/shard-{{shard}}.log",
-    benchmark:
-        benchmark_file("attribute/{split}/{model}/{method}/shard-{shard}")
-    threads: job_resources("attribute", "threads", 1)
-    resources:
-        gpu=job_resources("attribute", "gpu", 1),
-        mem_mb=attribute_mem_mb,  # scales with image size and batch (robustxai.pipeline.resources)
-        runtime=job_resources("attribute", "runtime", 60),
-    conda:
-        ENV
     script:
         "../scripts/attribute_shard.py"

@@ -60,8 +60,10 @@ check_download_checksums(config)
 check_imported_models(config)
 check_model_architectures(config)
 _raw = lambda resources: {name: getattr(value, "raw", value) for name, value in (resources or {}).items()}  # noqa: E731
-_placeholders = placeholder_resources(_raw(workflow.resource_settings.default_resources),
-                                      {rule: _raw(r) for rule, r in workflow.resource_settings.overwrite_resources.items()})
+_placeholders = placeholder_resources(
+    _raw(workflow.resource_settings.default_resources),
+    {rule: _raw(r) for rule, r in workflow.resource_settings.overwrite_resources.items()},
+)
 if _placeholders:  # the SLURM profile as shipped: refused before any job is planned, dry runs included
     raise ConfigError(placeholder_message(_placeholders))
 
@@ -191,8 +193,12 @@ def attribute_mem_mb(wildcards):
     job = attribution_job(wildcards)
     pass_kind = method_class(method_name(job["method"], job["settings"])).pass_kind
     return job_resources("attribute", "mem_mb", None) or job_memory.attribute_mem_mb(
-        DATASET["image_size"], job["images_per_batch"], job["images_per_shard"],
-        job["settings"].get("batch_size", "auto"), pass_kind)
+        DATASET["image_size"],
+        job["images_per_batch"],
+        job["images_per_shard"],
+        job["settings"].get("batch_size", "auto"),
+        pass_kind,
+    )
 
 
 def metric_mem_mb(metric, method):
@@ -204,22 +210,29 @@ def metric_mem_mb(metric, method):
     images = job["shards"] * job["images_per_shard"]
     cap = METRICS[metric].get("images")
     return job_memory.metric_mem_mb(
-        DATASET["image_size"], min(images, cap) if cap else images,
+        DATASET["image_size"],
+        min(images, cap) if cap else images,
         getattr(cls, "pass_kind", "gradient") if cls.needs_model else None,
-        METRICS[metric].get("batch_size", "auto"))
+        METRICS[metric].get("batch_size", "auto"),
+    )
 
 
 def metrics_mem_mb(wildcards):
     """mem_mb of a metrics job: the config's resources.metrics.mem_mb, else its largest metric's estimate
     (they run one after another)."""
     return job_resources("metrics", "mem_mb", None) or max(
-        metric_mem_mb(metric, wildcards.method) for metric in pair_metrics(wildcards))
+        metric_mem_mb(metric, wildcards.method) for metric in pair_metrics(wildcards)
+    )
 
 
 def attribution_outputs():
     """Every attribution shard the config asks for: the attribution section's and explainer targets'."""
-    return [path for job in ATTRIBUTION_JOBS.values() for model in job["models"]
-            for path in shard_paths(job["split"], model, job["method"])]
+    return [
+        path
+        for job in ATTRIBUTION_JOBS.values()
+        for model in job["models"]
+        for path in shard_paths(job["split"], model, job["method"])
+    ]
 
 
 def attribution_job(wildcards):
@@ -247,8 +260,11 @@ def metric_outputs():
 
 def pair_metrics(wildcards):
     """The metrics (config names, in config order) that score one (model, method) of a metrics job."""
-    return [table["metric"] for table in metric_tables()
-            if (table["model"], table["method"]) == (wildcards.model, wildcards.method)]
+    return [
+        table["metric"]
+        for table in metric_tables()
+        if (table["model"], table["method"]) == (wildcards.model, wildcards.method)
+    ]
 
 
 def registered_metric(metric):
@@ -273,8 +289,10 @@ def metric_settings(metric, method):
 
 def metrics_settings(wildcards):
     """What a metrics job computes: table name -> {"metric": the registered metric, "settings"}."""
-    return {metric: {"metric": METRICS[metric]["metric"], "settings": metric_settings(metric, wildcards.method)}
-            for metric in pair_metrics(wildcards)}
+    return {
+        metric: {"metric": METRICS[metric]["metric"], "settings": metric_settings(metric, wildcards.method)}
+        for metric in pair_metrics(wildcards)
+    }
 
 
 def runs_model(wildcards):
@@ -303,8 +321,11 @@ def metric_tables():
     """Every per-image metric table as {model, method, metric, path}: each metric's (model, method) pairs."""
     if METRICS is None:
         return []
-    return [{"model": model, "method": method, "metric": metric, "path": metric_path(model, method, metric)}
-            for metric, settings in METRICS.items() for model, method in settings["pairs"]]
+    return [
+        {"model": model, "method": method, "metric": metric, "path": metric_path(model, method, metric)}
+        for metric, settings in METRICS.items()
+        for model, method in settings["pairs"]
+    ]
 
 
 def scored_metric_classes():
@@ -316,8 +337,10 @@ def scored_metric_classes():
 def run_summary():
     """One line naming the run for findings.md: dataset, images, metrics (each study's section names
     its own models and methods)."""
-    return (f"Dataset `{DATASET['name']}`; at most {ATTRIBUTION['shards'] * ATTRIBUTION['images_per_shard']} "
-            f"images of split `{ATTRIBUTION['split']}` per (model, method); metrics: {', '.join(METRICS)}.")
+    return (
+        f"Dataset `{DATASET['name']}`; at most {ATTRIBUTION['shards'] * ATTRIBUTION['images_per_shard']} "
+        f"images of split `{ATTRIBUTION['split']}` per (model, method); metrics: {', '.join(METRICS)}."
+    )
 
 
 SUMMARY_PLOTS = {
@@ -344,10 +367,13 @@ def aggregation_outputs():
     """The aggregation's final files (none without a metrics section)."""
     if METRICS is None:
         return []
-    return [f"{R}/findings.md", f"{R}/tables/explainability.csv", f"{R}/correlations/across_models.csv",
-            *[f"{R}/plots/{plot}.png" for plot in SUMMARY_PLOTS
-              if plot != "sanity" or "sanity_randomisation" in METRICS],
-            *expand(f"{R}/plots/maps/{{model}}.png", model=ATTRIBUTION["models"])]
+    return [
+        f"{R}/findings.md",
+        f"{R}/tables/explainability.csv",
+        f"{R}/correlations/across_models.csv",
+        *[f"{R}/plots/{plot}.png" for plot in SUMMARY_PLOTS if plot != "sanity" or "sanity_randomisation" in METRICS],
+        *expand(f"{R}/plots/maps/{{model}}.png", model=ATTRIBUTION["models"]),
+    ]
 
 
 def latency_outputs():
@@ -358,8 +384,12 @@ def latency_outputs():
 def latency_checkpoints(wildcards):
     """Setting name -> checkpoint of every other model a latency job's methods need, per method
     (flattened as "<method>:<setting>" keys)."""
-    return {f"{method}:{key}": checkpoint_path(other) for method, settings in LATENCY["methods"].items()
-            if wildcards.model in settings["models"] for key, other in needed_models(method, settings).items()}
+    return {
+        f"{method}:{key}": checkpoint_path(other)
+        for method, settings in LATENCY["methods"].items()
+        if wildcards.model in settings["models"]
+        for key, other in needed_models(method, settings).items()
+    }
 
 
 def training_inputs(wildcards):
@@ -385,11 +415,18 @@ def roar_cells():
     repeats, plus each model's unmodified anchor (fraction 0) per repeat."""
     if ROAR is None:
         return []
-    cells = [{"model": model, "method": name, "fraction": fraction_label(fraction), "repeat": repeat}
-             for name, entry in ROAR["entries"].items() for model in entry["models"]
-             for fraction in ROAR["fractions"] for repeat in range(ROAR["repeats"])]
-    cells += [{"model": model, "method": UNMODIFIED, "fraction": "0", "repeat": repeat}
-              for model in anchor_models() for repeat in range(ROAR["repeats"])]
+    cells = [
+        {"model": model, "method": name, "fraction": fraction_label(fraction), "repeat": repeat}
+        for name, entry in ROAR["entries"].items()
+        for model in entry["models"]
+        for fraction in ROAR["fractions"]
+        for repeat in range(ROAR["repeats"])
+    ]
+    cells += [
+        {"model": model, "method": UNMODIFIED, "fraction": "0", "repeat": repeat}
+        for model in anchor_models()
+        for repeat in range(ROAR["repeats"])
+    ]
     return cells
 
 
@@ -419,8 +456,12 @@ def leakage_cells():
     """Every mask-only control as {model, method, fraction (label)}: each leakage entry's models x fractions."""
     if ROAR is None:
         return []
-    return [{"model": model, "method": name, "fraction": fraction_label(fraction)}
-            for name, entry in leakage_entries().items() for model in entry["models"] for fraction in ROAR["fractions"]]
+    return [
+        {"model": model, "method": name, "fraction": fraction_label(fraction)}
+        for name, entry in leakage_entries().items()
+        for model in entry["models"]
+        for fraction in ROAR["fractions"]
+    ]
 
 
 def roar_map_inputs(wildcards):
@@ -429,8 +470,10 @@ def roar_map_inputs(wildcards):
     if wildcards.method in (UNMODIFIED, TRUE_OBJECTS):
         return {"train_maps": [], "test_maps": []}
     method = ROAR["entries"][wildcards.method]["method"]
-    return {f"{split}_maps": shard_paths(split, wildcards.model, method, plan["shards"])
-            for split, plan in ROAR["splits"].items()}
+    return {
+        f"{split}_maps": shard_paths(split, wildcards.model, method, plan["shards"])
+        for split, plan in ROAR["splits"].items()
+    }
 
 
 def roar_entry(wildcards):
@@ -456,12 +499,18 @@ def explainer_study():
     ROAR score (whose families the findings read)."""
     if not explainer_alignments():
         return None
-    last_block = [name for name, settings in METRICS.items()
-                  if settings["metric"] == "sanity_randomisation" and settings.get("mode") == "last_block"]
+    last_block = [
+        name
+        for name, settings in METRICS.items()
+        if settings["metric"] == "sanity_randomisation" and settings.get("mode") == "last_block"
+    ]
     used = {method for name in last_block for method in METRICS[name]["methods"]}
     used |= {entry["method"] for entry in (ROAR["entries"].values() if ROAR is not None else [])}
-    return {"alignments": explainer_alignments(), "last_block_metrics": last_block,
-            "methods": {method: settings for method, settings in ATTRIBUTION["methods"].items() if method in used}}
+    return {
+        "alignments": explainer_alignments(),
+        "last_block_metrics": last_block,
+        "methods": {method: settings for method, settings in ATTRIBUTION["methods"].items() if method in used},
+    }
 
 
 def explainer_findings_inputs():

@@ -13,12 +13,12 @@ if DATASET_ARCHIVE:
     rule download_dataset_archive:
         output:
             ARCHIVE,
-        params:
-            archive=DATASET_ARCHIVE,
         log:
             f"{R}/logs/data/download.log",
         conda:
             ENV
+        params:
+            archive=DATASET_ARCHIVE,
         script:
             "../scripts/download_dataset.py"
 
@@ -28,32 +28,35 @@ if FOLDER_DOWNLOADS:
     rule download_folder_archive:
         output:
             folder_archive("{split}", "{file}"),
-        params:
-            archive=lambda w: next(a for a in FOLDER_DOWNLOADS[w.split]["archives"]
-                                   if os.path.basename(a["url"]) == w.file),
-        wildcard_constraints:
-            split=names_regex(list(FOLDER_DOWNLOADS)),
         log:
             f"{R}/logs/data/download-{{split}}-{{file}}.log",
+        wildcard_constraints:
+            split=names_regex(list(FOLDER_DOWNLOADS)),
         conda:
             ENV
+        params:
+            archive=lambda w: next(
+                a for a in FOLDER_DOWNLOADS[w.split]["archives"] if os.path.basename(a["url"]) == w.file
+            ),
         script:
             "../scripts/download_dataset.py"
 
     rule unpack_folder:
         input:
-            lambda w: [folder_archive(SPLIT_OF_FOLDER[w.folder], a["url"])
-                       for a in FOLDER_DOWNLOADS[SPLIT_OF_FOLDER[w.folder]]["archives"]],
+            lambda w: [
+                folder_archive(SPLIT_OF_FOLDER[w.folder], a["url"])
+                for a in FOLDER_DOWNLOADS[SPLIT_OF_FOLDER[w.folder]]["archives"]
+            ],
         output:
             directory("{folder}"),
-        params:
-            strip_components=lambda w: FOLDER_DOWNLOADS[SPLIT_OF_FOLDER[w.folder]]["strip_components"],
-        wildcard_constraints:
-            folder=names_regex(list(SPLIT_OF_FOLDER)),
         log:
             f"{R}/logs/data/unpack/{{folder}}.log",
+        wildcard_constraints:
+            folder=names_regex(list(SPLIT_OF_FOLDER)),
         conda:
             ENV
+        params:
+            strip_components=lambda w: FOLDER_DOWNLOADS[SPLIT_OF_FOLDER[w.folder]]["strip_components"],
         script:
             "../scripts/unpack_folder.py"
 
@@ -65,17 +68,17 @@ rule prepare_dataset:
         files=DATASET_FILES,
     output:
         **{split: split_path(split) for split in all_split_names(DATASET)},
-    params:
-        dataset=DATASET,
     log:
         f"{R}/logs/data/prepare.log",
     benchmark:
         benchmark_file("data/prepare")
+    conda:
+        ENV
     threads: job_resources("data", "threads", 1)
     resources:
         mem_mb=job_resources("data", "mem_mb", 4000),
         runtime=job_resources("data", "runtime", 30),
-    conda:
-        ENV
+    params:
+        dataset=DATASET,
     script:
         "../scripts/prepare_dataset.py"

@@ -13,7 +13,9 @@ if LATENCY is not None:
     # (params.threads). On SLURM the job gets a node of its own (slurm_extra "--exclusive" in
     # profiles/slurm) whatever it asks for, so there it asks for LATENCY["threads"] (a cluster run's
     # --cores is the number of jobs in flight, not a machine's cores).
-    LATENCY_JOB_THREADS = (workflow.resource_settings.cores or LATENCY["threads"]) if workflow.local_exec else LATENCY["threads"]
+    LATENCY_JOB_THREADS = (
+        (workflow.resource_settings.cores or LATENCY["threads"]) if workflow.local_exec else LATENCY["threads"]
+    )
 
     rule latency:
         input:
@@ -22,11 +24,25 @@ if LATENCY is not None:
             needed=lambda wildcards: list(latency_checkpoints(wildcards).values()),
         output:
             latency_path(),
+        log:
+            f"{R}/logs/latency/{{model}}.log",
+        benchmark:
+            benchmark_file("latency/{model}")
         wildcard_constraints:
             model=names_regex(LATENCY["models"]),
+        conda:
+            ENV
+        threads: LATENCY_JOB_THREADS
+        resources:
+            gpu=job_resources("latency", "gpu", 1),
+            mem_mb=job_resources("latency", "mem_mb", 4000),
+            runtime=job_resources("latency", "runtime", 60),
         params:
-            methods=lambda wildcards: {method: settings for method, settings in LATENCY["methods"].items()
-                                       if wildcards.model in settings["models"]},
+            methods=lambda wildcards: {
+                method: settings
+                for method, settings in LATENCY["methods"].items()
+                if wildcards.model in settings["models"]
+            },
             needed=lambda wildcards: list(latency_checkpoints(wildcards)),
             threads=LATENCY["threads"],
             repeats=LATENCY["repeats"],
@@ -34,17 +50,6 @@ if LATENCY is not None:
             gpu_usage=gpu_usage_file("latency/{model}"),
             tuning=TUNING,
             tuning_cache=TUNING_CACHE,
-        log:
-            f"{R}/logs/latency/{{model}}.log",
-        benchmark:
-            benchmark_file("latency/{model}")
-        threads: LATENCY_JOB_THREADS
-        resources:
-            gpu=job_resources("latency", "gpu", 1),
-            mem_mb=job_resources("latency", "mem_mb", 4000),
-            runtime=job_resources("latency", "runtime", 60),
-        conda:
-            ENV
         script:
             "../scripts/latency.py"
 

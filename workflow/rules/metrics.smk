@@ -13,25 +13,25 @@ if METRICS is not None:
             checkpoint=metrics_checkpoint,
         output:
             directory(metrics_folder()),
+        log:
+            f"{R}/logs/metrics/{{model}}/{{method}}.log",
+        benchmark:
+            benchmark_file("metrics/{model}/{method}")
         wildcard_constraints:
             model=names_regex(sorted({table["model"] for table in metric_tables()})),
             method=names_regex(list(ATTRIBUTION["methods"])),
+        conda:
+            ENV
+        threads: job_resources("metrics", "threads", 1)
+        resources:
+            gpu=metrics_gpus,
+            mem_mb=metrics_mem_mb,  # scales with image size and images (robustxai.pipeline.resources)
+            runtime=job_resources("metrics", "runtime", 60),
         params:
             metrics=metrics_settings,
             method_settings=metrics_method_settings,
             gpu_usage=gpu_usage_file("metrics/{model}/{method}"),
             tuning=TUNING,
             tuning_cache=TUNING_CACHE,
-        log:
-            f"{R}/logs/metrics/{{model}}/{{method}}.log",
-        benchmark:
-            benchmark_file("metrics/{model}/{method}")
-        threads: job_resources("metrics", "threads", 1)
-        resources:
-            gpu=metrics_gpus,
-            mem_mb=metrics_mem_mb,  # scales with image size and images (robustxai.pipeline.resources)
-            runtime=job_resources("metrics", "runtime", 60),
-        conda:
-            ENV
         script:
             "../scripts/metrics.py"

@@ -18,11 +18,22 @@ if ROAR is not None:
             test=split_path("test"),
         output:
             roar_path(),
+        log:
+            f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-{{repeat}}.log",
+        benchmark:
+            benchmark_file("roar/{model}/{method}/{fraction}-{repeat}")
         wildcard_constraints:
             model=names_regex(ROAR["models"]),
             method=names_regex([*ROAR["entries"], UNMODIFIED]),
             fraction=r"[0-9.]+",
             repeat=r"\d+",
+        conda:
+            ENV
+        threads: job_resources("roar", "threads", 1)
+        resources:
+            gpu=job_resources("roar", "gpu", 1),
+            mem_mb=job_resources("roar", "mem_mb", 8000),
+            runtime=job_resources("roar", "runtime", 240),
         params:
             entry=roar_entry,
             recipe=lambda wildcards: roar_recipe(config, ROAR, wildcards.model, int(wildcards.repeat)),
@@ -31,17 +42,6 @@ if ROAR is not None:
             gpu_usage=gpu_usage_file("roar/{model}/{method}/{fraction}-{repeat}"),
             tuning=TUNING,
             tuning_cache=TUNING_CACHE,
-        log:
-            f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-{{repeat}}.log",
-        benchmark:
-            benchmark_file("roar/{model}/{method}/{fraction}-{repeat}")
-        threads: job_resources("roar", "threads", 1)
-        resources:
-            gpu=job_resources("roar", "gpu", 1),
-            mem_mb=job_resources("roar", "mem_mb", 8000),
-            runtime=job_resources("roar", "runtime", 240),
-        conda:
-            ENV
         script:
             "../scripts/roar_retrain.py"
 
@@ -52,10 +52,21 @@ if ROAR is not None:
             test=split_path("test"),
         output:
             leakage_path(),
+        log:
+            f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-leakage.log",
+        benchmark:
+            benchmark_file("roar/{model}/{method}/{fraction}-leakage")
         wildcard_constraints:
             model=names_regex(ROAR["models"]),
             method=names_regex(list(leakage_entries())),
             fraction=r"[0-9.]+",
+        conda:
+            ENV
+        threads: job_resources("roar", "threads", 1)
+        resources:
+            gpu=job_resources("roar", "gpu", 1),
+            mem_mb=job_resources("roar", "mem_mb", 8000),
+            runtime=job_resources("roar", "runtime", 240),
         params:
             entry=roar_entry,
             recipe=lambda wildcards: roar_recipe(config, ROAR, wildcards.model, leakage=True),
@@ -65,17 +76,6 @@ if ROAR is not None:
             gpu_usage=gpu_usage_file("roar/{model}/{method}/{fraction}-leakage"),
             tuning=TUNING,
             tuning_cache=TUNING_CACHE,
-        log:
-            f"{R}/logs/roar/{{model}}/{{method}}/{{fraction}}-leakage.log",
-        benchmark:
-            benchmark_file("roar/{model}/{method}/{fraction}-leakage")
-        threads: job_resources("roar", "threads", 1)
-        resources:
-            gpu=job_resources("roar", "gpu", 1),
-            mem_mb=job_resources("roar", "mem_mb", 8000),
-            runtime=job_resources("roar", "runtime", 240),
-        conda:
-            ENV
         script:
             "../scripts/roar_leakage.py"
 
@@ -86,15 +86,16 @@ if ROAR is not None:
             evaluations=[evaluation_path(model) for model in ROAR["models"]],
         output:
             table=report(f"{R}/tables/roar.csv", caption="../report/roar.rst", category="7. Learned explainer"),
-            leakage=report(f"{R}/tables/roar_leakage.csv", caption="../report/roar_leakage.rst",
-                           category="7. Learned explainer"),
+            leakage=report(
+                f"{R}/tables/roar_leakage.csv", caption="../report/roar_leakage.rst", category="7. Learned explainer"
+            ),
             plot=report(f"{R}/plots/roar.png", caption="../report/roar.rst", category="7. Learned explainer"),
-        params:
-            models=ROAR["models"],
-            anchors=ROAR_ANCHORS,
         log:
             f"{R}/logs/aggregate/roar.log",
         conda:
             ENV
+        params:
+            models=ROAR["models"],
+            anchors=ROAR_ANCHORS,
         script:
             "../scripts/roar_table.py"
