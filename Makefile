@@ -10,10 +10,11 @@ RUN := env PATH=$(BIN):$$PATH
 
 .PHONY: setup demo test lint dryrun rulegraph clean
 
-$(VENV)/.installed: pyproject.toml
+# The library's ranges (pyproject.toml) within the exact versions the README's numbers come from.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -28,6 +29,7 @@ test: setup
 
 lint: setup
 	$(RUN) snakemake --lint
+	$(RUN) snakefmt --check Snakefile workflow
 
 dryrun: setup
 	$(RUN) snakemake -n --quiet rules

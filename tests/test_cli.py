@@ -1,6 +1,9 @@
+from importlib import metadata
+
 import pytest
 from PIL import Image
 
+from robustxai import __version__
 from robustxai.cli import load_images, main
 from robustxai.models import build_classifier, save_checkpoint
 
@@ -92,3 +95,10 @@ def test_verify_prints_commands_that_run_as_printed(tmp_path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "robustxai verify 'résultats ü' --fix, then, with your usual options: snakemake --forcerun " \
            "'résultats ü/models/a.pt'" in out
+
+
+def test_version_is_the_installed_packages(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"robustxai {metadata.version('robustxai')}" == f"robustxai {__version__}"

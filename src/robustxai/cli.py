@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustxai import __version__
 from robustxai.attribution import METHODS, make_method
 from robustxai.data.imagefolder import IMAGE_SUFFIXES, resize_crop
 from robustxai.data.images import read_rgb
@@ -153,6 +154,7 @@ def verify_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``robustxai`` command."""
     parser = argparse.ArgumentParser(prog="robustxai", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     explain = commands.add_parser("explain", help="draw attribution maps of a model for an image or folder")
     explain.add_argument("--model", required=True, help="a robustxai checkpoint (results/models/<model>.pt)")
