@@ -1,4 +1,4 @@
-"""Regenerate README.md's results section from a finished run's results folder.
+"""Regenerate docs/results.md's results section from a finished run's results folder.
 
 Replaces the text between the lines ``<!-- results:begin -->`` and ``<!-- results:end -->`` of the
 README with: the run (date and wall time from the Snakemake benchmark files under
@@ -10,7 +10,7 @@ deviation), the mask-only controls (tables/roar_leakage.csv) and the localisatio
 protocol (tables/localisation_protocols.csv). A table the run lacks is written "not run". Prints which
 lines changed; ``--check`` writes nothing and exits 1 when the README differs from what the run gives.
 
-Usage: python benchmarks/readme_results.py [results] [--readme README.md] [--machine TEXT] [--check]
+Usage: python benchmarks/readme_results.py [results] [--readme docs/results.md] [--machine TEXT] [--check]
 """
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def replace_section(readme: str, section: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, nargs="?", default=Path("results"))
-    parser.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md")
+    parser.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "results.md")
     parser.add_argument("--machine", help="what ran the study, e.g. '2 CPU cores' (default: ROAR's recorded host)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README differs; write nothing")
     args = parser.parse_args(argv)

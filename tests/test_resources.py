@@ -7,7 +7,7 @@ from robustxai.pipeline.resources import attribute_mem_mb, metric_mem_mb
 from robustxai.workflow_io import job_logging
 
 # Peak resident memory (MiB) of whole attribute jobs on the CPU, 32 images, images_per_batch 16, timm
-# models with random weights (benchmarks/job_memory.py; README "Running at scale")
+# models with random weights (benchmarks/job_memory.py; docs/scaling.md, "Running at scale")
 MEASURED_224 = {"resnet18 smoothgrad": 2106, "resnet18 integrated_gradients": 2146,
                 "resnet50 gradient": 2861, "resnet50 smoothgrad": 4346, "resnet50 integrated_gradients": 4322}
 

@@ -44,7 +44,7 @@ def log_peak_memory(mem_mb: float | None) -> None:
     peak = peak_rss_mib()
     if mem_mb is not None and peak > float(mem_mb):
         log.warning("peak resident memory %.0f MiB exceeded the job's request mem_mb=%d: SLURM kills a job past "
-                    "its request; set resources.<stage>.mem_mb in the config to at least %d (README \"Running at "
+                    "its request; set resources.<stage>.mem_mb in the config to at least %d (docs/scaling.md \"Running at "
                     "scale\")", peak, int(mem_mb), 256 * math.ceil(1.1 * peak / 256))
     else:
         log.info("peak resident memory %.0f MiB%s", peak, "" if mem_mb is None else f" of mem_mb={int(mem_mb)} requested")

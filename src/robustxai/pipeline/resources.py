@@ -1,6 +1,6 @@
 """Memory requests (``mem_mb``) of attribute and metric jobs, from what drives their peak.
 
-Measured on the CPU (``benchmarks/job_memory.py``, README "Running at scale"), a job's peak resident
+Measured on the CPU (``benchmarks/job_memory.py``, docs/scaling.md, "Running at scale"), a job's peak resident
 memory is: what it holds before any work (Python with torch and the package imported, the model), plus
 its images as float with their maps (images x S² pixels), plus one model pass: per input (S² pixels)
 the activations a gradient pass keeps for the backward pass, or those a forward pass holds at once,

@@ -1,4 +1,4 @@
-"""Readers of the ImageNet OOD sets' folder layouts (layouts: README, dataset section).
+"""Readers of the ImageNet OOD sets' folder layouts (layouts: docs/dataset.md).
 
 A reader lists a set's images with their labels in the 1000-class ImageNet index space and any
 per-image extras; ``OODFormat.parts`` reads them (resize the short side, centre-crop) as ImageSplit
@@ -47,7 +47,7 @@ class OODFormat:
         checked before the first image is read."""
         root = Path(settings["images"])
         if not root.is_dir():
-            raise FileNotFoundError(f"{self.name} set: no folder {root}; download it (README, dataset section) "
+            raise FileNotFoundError(f"{self.name} set: no folder {root}; download it (docs/dataset.md) "
                                     "or fix dataset.imagefolder.ood.<split>.images")
         files, extras = self.files(root, settings)
         if not files:
