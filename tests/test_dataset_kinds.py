@@ -7,7 +7,7 @@ from PIL import Image
 from robustxai.config import SCHEMA_PATH, ConfigError, all_split_names, num_classes, split_names
 from robustxai.data.cifar import CIFAR10_MD5, CIFAR10_URL, read_cifar10
 from robustxai.data.imagenet_ood.lists import imagenet_wnids
-from robustxai.data.kinds import DATASET_KINDS, DatasetKind, dataset_kind
+from robustxai.data.kinds import DATASET_KINDS, DatasetKind, dataset_kind, missing_inputs_message, missing_local_inputs
 from robustxai.data.splits import load_split
 from robustxai.pipeline.datasets import prepare_dataset
 from test_loaders import TINY_PER_CLASS, TINY_VAL_PER_CLASS, TINY_WNIDS, make_cifar_archive, make_tinyimagenet_zip
@@ -198,3 +198,29 @@ def test_hidden_folders_are_not_classes_and_a_repeated_class_name_is_refused(tmp
     with pytest.raises(ConfigError, match=rf"^dataset.imagefolder.class_names_file: {classes} lists \['n01443537'\] "
                                           r"more than once"):
         dataset_kind("imagefolder").build_splits(folder_dataset(images, 3, class_names_file=str(classes)), None)
+
+
+def test_local_inputs_name_their_config_keys_and_only_missing_ones_are_reported(tmp_path):
+    val, boxes, sketches = tmp_path / "val", tmp_path / "val_boxes", tmp_path / "sketch"
+    dataset = {"name": "x", "kind": "imagefolder", "image_size": 32, "imagefolder": {
+        "num_classes": 2, "splits": {"test": {"images": str(val), "annotations": str(boxes)}},
+        "ood": {"imagenet_sketch": {"format": "imagenet_sketch", "images": str(sketches)},
+                "imagenet_a": {"format": "imagenet_a", "images": str(tmp_path / "a"), "archives": [{"url": "http://a"}]}}}}
+    kind = dataset_kind("imagefolder")
+    assert kind.local_inputs(dataset) == {"dataset.imagefolder.splits.test.images": str(val),
+                                          "dataset.imagefolder.splits.test.annotations": str(boxes),
+                                          "dataset.imagefolder.ood.imagenet_sketch.images": str(sketches)}  # a: downloaded
+    val.mkdir()
+    prepared = [str(tmp_path / "test.h5"), str(tmp_path / "imagenet_sketch.h5")]
+    missing = missing_local_inputs(kind, dataset, prepared)
+    assert missing == [("dataset.imagefolder.splits.test.annotations", str(boxes)),
+                       ("dataset.imagefolder.ood.imagenet_sketch.images", str(sketches))]
+    assert f"dataset.imagefolder.splits.test.annotations: no {boxes}; " in missing_inputs_message(missing)
+    (tmp_path / "test.h5").touch()
+    assert len(missing_local_inputs(kind, dataset, prepared)) == 2  # one split prepared is not all of them
+    (tmp_path / "imagenet_sketch.h5").touch()
+    assert missing_local_inputs(kind, dataset, prepared) == []  # every split prepared: the sources are not read
+    tiny = {"name": "t", "kind": "tinyimagenet", "image_size": 64, "tinyimagenet": {"root": str(tmp_path / "tiny")}}
+    assert dataset_kind("tinyimagenet").local_inputs(tiny) == {"dataset.tinyimagenet.root": str(tmp_path / "tiny")}
+    assert dataset_kind("tinyimagenet").local_inputs({**tiny, "tinyimagenet": {}}) == {}  # downloaded
+    assert dataset_kind("builtin").local_inputs({"name": "b", "kind": "builtin"}) == {}

@@ -11,6 +11,7 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
 
 from robustxai.cluster import placeholder_resources
+from workflow_runs import make_local_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
@@ -22,12 +23,13 @@ CONFIGS = [[ROOT / "config.yaml"], [ROOT / "tests" / "configs" / "smoke.yaml"],
 
 def gpu_rules(config_files: list[Path], tmp_path: Path) -> set[str]:
     """Names of the rules that declare a ``gpu`` resource when the Snakefile is parsed with ``config_files``
-    (rules of sections the config lacks are not defined)."""
+    (rules of sections the config lacks are not defined), in ``tmp_path`` with stand-ins for its local data."""
+    make_local_inputs(config_files, tmp_path)
     with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
         workflow = api.workflow(resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
                                 config_settings=ConfigSettings(configfiles=config_files,
                                                                config={"results": str(tmp_path / "results")}),
-                                snakefile=ROOT / "Snakefile", workdir=ROOT)
+                                snakefile=ROOT / "Snakefile", workdir=tmp_path)
         return {rule.name for rule in workflow._workflow.rules if "gpu" in rule.resources}
 
 

@@ -18,7 +18,7 @@ from robustxai.data.download import file_digest
 from robustxai.data.imagenet_ood.lists import imagenet_wnids
 from robustxai.data.splits import load_split
 from test_loaders import make_cifar_archive, make_tinyimagenet_zip, write_voc
-from workflow_runs import ROOT, SMOKE, snakemake, snakemake_command
+from workflow_runs import ROOT, SMOKE, make_local_inputs, snakemake, snakemake_command
 
 pytestmark = pytest.mark.workflow
 
@@ -398,6 +398,7 @@ def test_a_bad_config_stops_with_a_message_naming_the_key(tmp_path):
 def test_real_scale_configs_dry_run_clean(tmp_path, config_name):
     from robustxai.config import load_config, resolve_attribution, resolve_metrics
 
+    make_local_inputs([ROOT / config_name], tmp_path)  # empty folders where the config reads local data
     result = snakemake(tmp_path, "-n", config=ROOT / config_name)
     assert "evaluate_model" in result.stdout and "aggregate_models" in result.stdout and "rule metrics:" in result.stdout
     config = load_config(ROOT / config_name)
@@ -405,6 +406,20 @@ def test_real_scale_configs_dry_run_clean(tmp_path, config_name):
     box_metrics = [m for m in ("pointing_game", "energy_in_box", "box_iou") if m in planned]
     assert box_metrics == ([] if "cifar10" in config_name else ["pointing_game", "energy_in_box"]
                            + (["box_iou"] if config_name == "configs/imagenet.yaml" else []))  # CIFAR-10 has no boxes
+
+
+def test_a_config_whose_local_data_are_missing_is_refused_before_planning_naming_each_key(tmp_path):
+    result = snakemake(tmp_path, "-n", config=ROOT / "configs" / "imagenet.yaml", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Job stats" not in output
+    assert "dataset.imagefolder.splits.test.images: no data/imagenet/val" in output
+    assert "dataset.imagefolder.ood.imagenet_a.images: no data/imagenet-a" in output
+    made = make_local_inputs([ROOT / "configs" / "imagenet.yaml"], tmp_path)
+    made[0].rmdir()  # the test images alone missing: named alone
+    result = snakemake(tmp_path, "-n", config=ROOT / "configs" / "imagenet.yaml", check=False)
+    output = result.stdout + result.stderr
+    assert "dataset.imagefolder.splits.test.images: no data/imagenet/val;" not in output
+    assert "dataset.imagefolder.splits.test.images: no data/imagenet/val (" in output and "imagenet-a" not in output
 
 
 def test_memory_requests_of_attribute_and_metric_jobs_scale_with_the_image_size(tmp_path):

@@ -1,7 +1,10 @@
-"""Running Snakemake on the workflow from tests: the smoke config and a ``snakemake`` helper."""
+"""Running Snakemake on the workflow from tests: the smoke config, a ``snakemake`` helper, and stand-ins
+for the local data a real-scale config names."""
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "tests" / "configs" / "smoke.yaml"
@@ -19,3 +22,27 @@ def snakemake(workdir, *args, config=SMOKE, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+def merged_config(config_files) -> dict:
+    """The config Snakemake makes of ``config_files`` (later files override earlier ones key by key)."""
+    def merge(base: dict, update: dict) -> dict:
+        return {**base, **{key: merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                           else value for key, value in update.items()}}
+
+    config = {}
+    for path in config_files:
+        config = merge(config, yaml.safe_load(Path(path).read_text()))
+    return config
+
+
+def make_local_inputs(config_files, workdir) -> list[Path]:
+    """Empty stand-ins, under ``workdir``, for every local folder the configs' dataset is read from (the
+    kind's ``local_inputs``), so a dry run gets past the plan-time check that they exist."""
+    from robustxai.data.kinds import dataset_kind
+
+    dataset = merged_config(config_files)["dataset"]
+    made = [Path(workdir) / path for path in dataset_kind(dataset["kind"]).local_inputs(dataset).values()]
+    for path in made:
+        path.mkdir(parents=True, exist_ok=True)
+    return made

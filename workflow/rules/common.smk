@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from robustxai import results_lock
 from robustxai.cluster import placeholder_message, placeholder_resources
 from robustxai.data.extract import check_unpack_target
-from robustxai.data.kinds import dataset_kind
+from robustxai.data.kinds import dataset_kind, missing_inputs_message, missing_local_inputs
 from robustxai.pipeline import resources as job_memory
 from robustxai.config import (
     ConfigError,
@@ -102,6 +102,12 @@ def folder_archive(split, url):
 def split_path(split):
     """Path of one prepared split file of the configured dataset."""
     return f"{R}/data/{DATASET['name']}/{split}.h5"
+
+
+# A study whose local data are missing stops here, before any job is planned, naming each key and path.
+_missing = missing_local_inputs(dataset_kind(DATASET["kind"]), DATASET, [split_path(s) for s in all_split_names(DATASET)])
+if _missing:
+    raise ConfigError(missing_inputs_message(_missing))
 
 
 def checkpoint_path(model="{model}"):

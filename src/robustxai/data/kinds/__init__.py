@@ -7,7 +7,7 @@ readers of the others.
 """
 from __future__ import annotations
 
-from robustxai.data.kinds.base import DatasetKind
+from robustxai.data.kinds.base import DatasetKind, missing_inputs_message, missing_local_inputs
 from robustxai.registry import registered_class
 
 #: config name -> "module:Class" within this package
@@ -24,4 +24,4 @@ def dataset_kind(name: str) -> DatasetKind:
     return registered_class(DATASET_KINDS, __name__, "dataset kind", name)()
 
 
-__all__ = ["DATASET_KINDS", "DatasetKind", "dataset_kind"]
+__all__ = ["DATASET_KINDS", "DatasetKind", "dataset_kind", "missing_inputs_message", "missing_local_inputs"]

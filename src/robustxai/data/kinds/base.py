@@ -54,6 +54,11 @@ class DatasetKind:
         list): inputs of the data rule, so editing one rebuilds the splits; [] by default."""
         return []
 
+    def local_inputs(self, dataset: dict) -> dict[str, str]:
+        """Files and folders the splits are built from that must be on disk before a run (nothing downloads
+        them): config key (``dataset.<kind>....``) -> path; {} by default (built-in data, downloaded archives)."""
+        return {}
+
     def folder_downloads(self, dataset: dict) -> dict[str, dict]:
         """Splits read from folders the workflow downloads and unpacks first: split name -> {"folder" (the
         split's configured root, where they are unpacked), "archives" ([{"url", "md5", "sha256"}]),
@@ -133,3 +138,21 @@ class BenchmarkKind(DatasetKind):
         order = np.random.default_rng(dataset.get("seed", 0)).permutation(len(train))
         splits["val"], splits["train"] = train.subset(order[:val_size]), train.subset(order[val_size:])
         return splits
+
+
+def missing_local_inputs(kind: DatasetKind, dataset: dict, prepared_splits: list[str]) -> list[tuple[str, str]]:
+    """(config key, path) of every ``kind.local_inputs`` path that does not exist, unless every file of
+    ``prepared_splits`` (the split files data preparation writes) exists already: then nothing is read
+    from the sources and they may be gone. Checked when a run is planned, so a study with no data
+    stops before any job, naming what to set, instead of when its data are prepared."""
+    from pathlib import Path
+
+    if prepared_splits and all(Path(path).exists() for path in prepared_splits):
+        return []
+    return [(key, path) for key, path in kind.local_inputs(dataset).items() if not Path(path).exists()]
+
+
+def missing_inputs_message(missing: list[tuple[str, str]]) -> str:
+    """The error for ``missing_local_inputs``' findings: each config key with the path it names."""
+    return ("the dataset's local files are not there: " + "; ".join(f"{key}: no {path}" for key, path in missing)
+            + " (paths are relative to the working directory; put the data there or point these keys at them)")

@@ -69,6 +69,18 @@ class ImageFolder(DatasetKind):
                        "strip_components": ood.get("strip_components", ood_format(ood["format"]).strip_components)}
                 for name, ood in self.settings(dataset).get("ood", {}).items() if ood.get("archives")}
 
+    def local_inputs(self, dataset: dict) -> dict[str, str]:
+        """Each split's ``images`` (and ``annotations``) folder, each OOD set's ``images`` folder unless the
+        workflow downloads it (``archives``), and the ``class_names_file``."""
+        settings = self.settings(dataset)
+        found = {f"dataset.imagefolder.splits.{split}.{key}": folder[key]
+                 for split, folder in settings["splits"].items() for key in ("images", "annotations") if folder.get(key)}
+        found.update({f"dataset.imagefolder.ood.{name}.images": ood["images"]
+                      for name, ood in settings.get("ood", {}).items() if not ood.get("archives")})
+        if file := self._class_names_file(settings):
+            found["dataset.imagefolder.class_names_file"] = file
+        return found
+
     def input_files(self, dataset: dict) -> list[str]:
         """The ``class_names_file``, if configured (ConfigError when ``class_names`` is set too)."""
         return [file] if (file := self._class_names_file(self.settings(dataset))) else []

@@ -21,6 +21,11 @@ class TinyImageNet(BenchmarkKind):
     def archive(self, dataset: dict) -> dict | None:
         return None if self.settings(dataset).get("root") else super().archive(dataset)
 
+    def local_inputs(self, dataset: dict) -> dict[str, str]:
+        """The extracted ``root``, when one is configured instead of the download."""
+        root = self.settings(dataset).get("root")
+        return {"dataset.tinyimagenet.root": root} if root else {}
+
     def source(self, dataset: dict, archive_path: str | None) -> str:
         """The configured ``root``, else the downloaded archive."""
         return self.settings(dataset).get("root") or super().source(dataset, archive_path)
