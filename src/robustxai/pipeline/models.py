@@ -79,6 +79,7 @@ def train_model_job(name: str, entry: dict, train_path: str, val_path: str, chec
         raise ValueError(f"{train_path} has {len(train_split.class_names)} classes, model expects {entry['num_classes']}")
     maps = target_maps(target_paths or [], len(train_split)) if algorithm.needs_target_maps else None
     train_images, train_labels = train_split.tensors("uint8")  # made float batch by batch
+    class_names = [str(name) for name in train_split.class_names]
     del train_split  # its numpy copy: the training images are held once, as uint8
     torch.manual_seed(settings.seed)  # the initial weights are part of the run
     model = initial_model(entry, init_path)
@@ -89,7 +90,7 @@ def train_model_job(name: str, entry: dict, train_path: str, val_path: str, chec
                    resume_key=settings_digest(entry), train_maps=maps)
     save_checkpoint(result.model, checkpoint_path, entry["arch"], entry["num_classes"], entry["arch_args"],
                     meta={"name": name, "source": "train", "algorithm": entry["algorithm"], "entry": entry,
-                          **provenance()})
+                          "class_names": class_names, **provenance()})
     write_history(result.history, history_path)
     return result.history
 
