@@ -59,55 +59,77 @@ def plot_accuracies(models: pd.DataFrame, png_path: str, data_path: str) -> None
     _save(fig, png_path)
 
 
+#: heatmap panels per row: wider figures are shrunk by the report until their numbers cannot be read
+HEATMAP_PANELS_PER_ROW = 3
+
+
 def plot_metric_heatmap(explainability: pd.DataFrame, scores: dict[str, bool], png_path: str, data_path: str) -> None:
-    """One heatmap per score column: models (rows) x methods (columns), cells = mean over images."""
+    """One heatmap per score column: models (rows) x methods (columns), cells = mean over images; panels
+    wrap after ``HEATMAP_PANELS_PER_ROW`` so the figure keeps a readable width."""
     long = score_means(explainability, scores).drop(columns="oriented")
     _write_data(long, data_path)
     columns = list(dict.fromkeys(long["column"]))
     models, methods = list(dict.fromkeys(long["model"])), list(dict.fromkeys(long["method"]))
-    fig, axes = plt.subplots(1, len(columns), figsize=(1.2 + 0.9 * len(methods) * len(columns), 0.5 * len(models) + 2),
+    across = max(1, min(HEATMAP_PANELS_PER_ROW, len(columns)))
+    down = max(1, -(-len(columns) // across))
+    fig, axes = plt.subplots(down, across, figsize=(across * (2.5 + 0.8 * len(methods)), down * (0.45 * len(models) + 2)),
                              squeeze=False)
-    for ax, column in zip(axes[0], columns):
+    for index, ax in enumerate(axes.flat):
+        if index >= len(columns):
+            ax.axis("off")
+            continue
+        column = columns[index]
         grid = long[long["column"] == column].pivot(index="model", columns="method", values="mean")
         grid = grid.reindex(index=models, columns=methods)
         sns.heatmap(grid, annot=True, fmt=".2f", cmap="viridis" if scores[column] else "viridis_r", cbar=False,
-                    ax=ax, yticklabels=ax is axes[0][0])
-        ax.set_title(f"{column} ({'higher' if scores[column] else 'lower'} is better)")
+                    ax=ax, yticklabels=index % across == 0, annot_kws={"fontsize": 8})
+        ax.set_title(f"{column} ({'higher' if scores[column] else 'lower'} is better)", fontsize=9)
         ax.set_xlabel("")
         ax.set_ylabel("")
     _save(fig, png_path)
 
 
 def plot_confidence_scatter(long: pd.DataFrame, models: pd.DataFrame, png_path: str, data_path: str) -> None:
-    """Per-image insertion and deletion AUC against the model's confidence, coloured by algorithm."""
+    """Per-image insertion and deletion AUC against the model's confidence, coloured by algorithm: one row of
+    panels per method (methods' AUCs live on different scales, so they are never pooled)."""
     data = long[long["column"].isin(["insertion", "deletion"])]
     data = data.join(models.set_index("model")[["algorithm"]], on="model")[
         ["model", "algorithm", "method", "column", "image", "confidence", "value"]]
     _write_data(data, data_path)
     columns = [c for c in ("insertion", "deletion") if c in set(data["column"])]
-    fig, axes = plt.subplots(1, max(len(columns), 1), figsize=(5.5 * max(len(columns), 1), 4.5), squeeze=False)
-    for ax, column in zip(axes[0], columns):
-        sns.scatterplot(data=data[data["column"] == column], x="confidence", y="value", hue="algorithm", s=12,
-                        alpha=0.5, linewidth=0, ax=ax)
-        ax.set_ylabel(f"{column} AUC")
-        ax.set_xlabel("confidence (probability of the explained class)")
+    methods = list(dict.fromkeys(data["method"])) or [None]
+    fig, axes = plt.subplots(len(methods), max(len(columns), 1), figsize=(5 * max(len(columns), 1), 3.2 * len(methods)),
+                             squeeze=False)
+    for row, method in zip(axes, methods):
+        for ax, column in zip(row, columns):
+            part = data[(data["column"] == column) & (data["method"] == method)]
+            sns.scatterplot(data=part, x="confidence", y="value", hue="algorithm", s=12, alpha=0.5, linewidth=0, ax=ax,
+                            legend=ax is axes[0][-1])
+            ax.set_title(f"{method}: {column}", fontsize=9)
+            ax.set_ylabel(f"{column} AUC")
+            ax.set_xlabel("confidence (probability of the explained class)")
     _save(fig, png_path)
 
 
 def plot_tradeoff(models: pd.DataFrame, explainability_scores: pd.Series, png_path: str, data_path: str) -> None:
-    """Explainability score against clean and OOD accuracy; marker size = MACs."""
+    """Explainability score against clean and OOD accuracy; marker size = MACs. Points carry numbers, named
+    in a key beside the plot (model names next to the points overlapped)."""
     data = models.set_index("model")[["arch", "algorithm", "clean_accuracy", "ood_accuracy", "macs"]].join(
         explainability_scores, how="inner").reset_index()
     _write_data(data, data_path)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, x in zip(axes, ("clean_accuracy", "ood_accuracy")):
         sns.scatterplot(data=data, x=x, y="explainability_score", hue="algorithm", style="arch", size="macs",
                         sizes=(40, 240), ax=ax, legend=ax is axes[-1])
-        for row in data.itertuples():
-            ax.annotate(row.model, (getattr(row, x), row.explainability_score), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+        points: dict[tuple[float, float], list[str]] = {}  # models at one point share one label: "1, 6"
+        for number, row in enumerate(data.itertuples(), start=1):
+            points.setdefault((getattr(row, x), row.explainability_score), []).append(str(number))
+        for point, numbers in points.items():
+            ax.annotate(", ".join(numbers), point, fontsize=8, xytext=(6, 4), textcoords="offset points")
         ax.set_ylim(-0.05, 1.05)
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    key = "\n".join(f"{number:>2}  {model}" for number, model in enumerate(data["model"], start=1))
+    axes[-1].text(1.02, 0.0, key, transform=axes[-1].transAxes, ha="left", va="bottom", fontsize=7, family="monospace")
     _save(fig, png_path)
 
 
