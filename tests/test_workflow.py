@@ -194,6 +194,14 @@ def test_aggregation_tables_plots_findings_and_report(smoke_run):
     grid = np.load(results / "plots" / "maps" / "vgg-vanilla.npz")
     assert grid["images"].shape == (4, 3, 32, 32) and grid["map_lime"].shape == (4, 32, 32)
 
+    # the report's HTML pages (its viewer shows HTML inline; markdown and CSV only as downloads)
+    findings_page = (results / "report" / "findings.html").read_text()
+    assert findings_page.count("<h2>") == findings.count("\n## ") > 0  # one heading per finding
+    assert findings_page.count("<table>") == findings.count("| # | finding | verdict |")  # each study's verdicts
+    tables_page = (results / "report" / "tables.html").read_text()
+    for title in ("Models", "Explainability per (model, method)", "Method ranking", "Latency",
+                  "ROAR (remove and retrain)", "ROAR mask-only controls"):
+        assert f">{title}</h2>" in tables_page, title
     snakemake(smoke_run, "--report", str(results / "report.html"))
     assert (results / "report.html").stat().st_size > 100_000
 

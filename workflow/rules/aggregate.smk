@@ -6,6 +6,36 @@
 from robustxai.studies import model_studies
 
 
+def report_caption(name):
+    """The caption of workflow/report/<name>.rst as the tables page's markdown (``code`` -> `code`)."""
+    text = open(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst")).read()
+    return " ".join(text.replace("``", "`").split())
+
+
+def report_tables():
+    """Title -> (CSV, caption name) of the report's tables page, for the sections the config has."""
+    tables = {
+        "Models": (f"{R}/tables/models.csv", "models"),
+        "Explainability per (model, method)": (f"{R}/tables/explainability.csv", "explainability"),
+        "Method ranking": (f"{R}/tables/method_ranking.csv", "method_ranking"),
+        "Paired comparisons of the training algorithms": (f"{R}/tables/group_comparisons.csv", "group_comparisons"),
+    }
+    if explainer_models(config):
+        tables["Learned explainer: explainability"] = (
+            f"{R}/tables/explainer_explainability.csv",
+            "explainer_explainability",
+        )
+    if LATENCY is not None:
+        tables["Latency"] = (f"{R}/tables/latency.csv", "latency")
+    if ROAR is not None:
+        tables["ROAR (remove and retrain)"] = (f"{R}/tables/roar.csv", "roar")
+        tables["ROAR mask-only controls"] = (f"{R}/tables/roar_leakage.csv", "roar_leakage")
+    return tables
+
+
+REPORT_TABLES = report_tables() if METRICS is not None else {}
+
+
 localrules:
     aggregate_models,
 
@@ -33,6 +63,7 @@ if METRICS is not None:
         explainability_table,
         analyse,
         findings,
+        report_pages,
         summary_plots,
         map_grid,
 
@@ -116,7 +147,7 @@ if METRICS is not None:
             within=rules.analyse.output.within_models,
             scores=rules.analyse.output.model_scores,
         output:
-            report(f"{R}/findings.md", caption="../report/findings.rst", category="0. Findings"),
+            f"{R}/findings.md",
         log:
             f"{R}/logs/aggregate/findings.log",
         conda:
@@ -127,6 +158,23 @@ if METRICS is not None:
             num_classes={model: resolve_model(config, model)["num_classes"] for model in MODELS},
         script:
             "../scripts/findings.py"
+
+    rule report_pages:
+        input:
+            findings=rules.findings.output[0],
+            tables=[path for path, _ in REPORT_TABLES.values()],
+        output:
+            findings=report(f"{R}/report/findings.html", caption="../report/findings_html.rst", category="0. Findings"),
+            tables=report(f"{R}/report/tables.html", caption="../report/tables.rst", category="0. Findings"),
+        log:
+            f"{R}/logs/aggregate/report_pages.log",
+        conda:
+            ENV
+        params:
+            titles=list(REPORT_TABLES),
+            captions=[report_caption(caption) for _, caption in REPORT_TABLES.values()],
+        script:
+            "../scripts/report_pages.py"
 
     rule summary_plots:
         input:

@@ -105,7 +105,9 @@ def split_path(split):
 
 
 # A study whose local data are missing stops here, before any job is planned, naming each key and path.
-_missing = missing_local_inputs(dataset_kind(DATASET["kind"]), DATASET, [split_path(s) for s in all_split_names(DATASET)])
+_missing = missing_local_inputs(
+    dataset_kind(DATASET["kind"]), DATASET, [split_path(s) for s in all_split_names(DATASET)]
+)
 if _missing:
     raise ConfigError(missing_inputs_message(_missing))
 
@@ -375,6 +377,8 @@ def aggregation_outputs():
         return []
     return [
         f"{R}/findings.md",
+        f"{R}/report/findings.html",
+        f"{R}/report/tables.html",
         f"{R}/tables/explainability.csv",
         f"{R}/correlations/across_models.csv",
         *[f"{R}/plots/{plot}.png" for plot in SUMMARY_PLOTS if plot != "sanity" or "sanity_randomisation" in METRICS],

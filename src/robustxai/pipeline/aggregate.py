@@ -196,3 +196,17 @@ def map_grid_job(model: str, shard_paths: dict[str, str], split_path: str, png_p
         maps[method] = shard.maps[:images].astype(np.float32)
     pictures, _ = load_split(split_path, index).tensors()
     plots.plot_map_grid(model, pictures.numpy(), index, maps, png_path, data_path)
+
+
+def report_pages_job(findings_path: str, table_paths: list[str], titles: list[str], captions: list[str],
+                     findings_html_path: str, tables_html_path: str) -> None:
+    """The report's two HTML pages (``robustxai.aggregation.report_pages``): findings.md rendered, and the CSV
+    tables ``table_paths`` with their ``titles`` and ``captions`` (markdown subset) on one page."""
+    from robustxai.aggregation.report_pages import html_page, markdown_html, tables_page
+
+    findings = Path(findings_path).read_text()
+    tables = {title: (pd.read_csv(path), caption) for title, path, caption in zip(titles, table_paths, captions)}
+    for path, text in ((findings_html_path, html_page("Findings", markdown_html(findings))),
+                       (tables_html_path, tables_page(tables))):
+        _mkdirs(path)
+        Path(path).write_text(text)
