@@ -534,3 +534,33 @@ def explainer_findings_inputs():
     if LATENCY is not None:
         inputs["latency"] = f"{R}/tables/latency.csv"
     return inputs
+
+
+def report_caption(name):
+    """The caption of workflow/report/<name>.rst as the tables page's markdown (``code`` -> `code`)."""
+    text = open(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst")).read()
+    return " ".join(text.replace("``", "`").split())
+
+
+def report_tables():
+    """Title -> (CSV, caption name) of the report's tables page, for the sections the config has."""
+    tables = {
+        "Models": (f"{R}/tables/models.csv", "models"),
+        "Explainability per (model, method)": (f"{R}/tables/explainability.csv", "explainability"),
+        "Method ranking": (f"{R}/tables/method_ranking.csv", "method_ranking"),
+        "Paired comparisons of the training algorithms": (f"{R}/tables/group_comparisons.csv", "group_comparisons"),
+    }
+    if explainer_models(config):
+        tables["Learned explainer: explainability"] = (
+            f"{R}/tables/explainer_explainability.csv",
+            "explainer_explainability",
+        )
+    if LATENCY is not None:
+        tables["Latency"] = (f"{R}/tables/latency.csv", "latency")
+    if ROAR is not None:
+        tables["ROAR (remove and retrain)"] = (f"{R}/tables/roar.csv", "roar")
+        tables["ROAR mask-only controls"] = (f"{R}/tables/roar_leakage.csv", "roar_leakage")
+    return tables
+
+
+REPORT_TABLES = report_tables() if METRICS is not None else {}
