@@ -92,7 +92,8 @@ def test_editing_one_model_reruns_only_its_jobs(smoke_run, tmp_path):
          ("findings", None), ("latency", "vgg-explainer"), ("latency", "vgg-vanilla"), ("latency_table", None),
          ("map_grid", "vgg-explainer"), ("map_grid", "vgg-pgd_l2"), ("map_grid", "vgg-vanilla")] + \
         [("metrics", "vgg-explainer")] + [("metrics", "vgg-pgd_l2")] * 2 + \
-        [("summary_plots", None), ("train_model", "vgg-explainer"), ("train_model", "vgg-pgd_l2")]
+        [("report_pages", None), ("summary_plots", None), ("train_model", "vgg-explainer"),
+         ("train_model", "vgg-pgd_l2")]
     assert output_methods(snakemake(smoke_run, "-n", config=edited).stdout, "vgg-vanilla") == \
         {"smoothgrad_of_robust", "explainer_of_robust_aligned"}
 
@@ -245,7 +246,7 @@ def test_adding_a_method_adds_only_its_jobs(smoke_run, tmp_path):
     # findings, whose second part reads the latency table); no metric scores it, so no metric table changes
     assert jobs == [("all", None)] + [("attribute", "vgg-pgd_l2")] * 2 + [("attribute", "vgg-vanilla")] * 2 + \
         [("findings", None), ("latency", "vgg-vanilla"), ("latency_table", None), ("map_grid", "vgg-pgd_l2"),
-         ("map_grid", "vgg-vanilla")]
+         ("map_grid", "vgg-vanilla"), ("report_pages", None)]
     assert output.count("method=input_x_gradient") == 4
 
 
@@ -378,7 +379,8 @@ def test_changing_one_roar_fraction_reruns_only_its_cells(smoke_run, tmp_path):
     output = snakemake(smoke_run, "-n", config=edited).stdout
     # the three rows' cells and controls at 0.6, and the leakage check's positive control there; no maps, no
     # anchor, no other stage
-    assert planned_jobs(output) == [("all", None), ("findings", None)] + [("roar", "vgg-vanilla")] * 3 + \
+    assert planned_jobs(output) == [("all", None), ("findings", None), ("report_pages", None)] + \
+        [("roar", "vgg-vanilla")] * 3 + \
         [("roar_leakage", "vgg-vanilla")] * 4 + [("roar_table", None)]
     assert output.count("fraction=0.6") == 7 and "method=unmodified" not in output
     assert output.count("method=true_objects") == 1
