@@ -26,13 +26,11 @@ def snakemake(workdir, *args, config=SMOKE, check=True):
 
 def merged_config(config_files) -> dict:
     """The config Snakemake makes of ``config_files`` (later files override earlier ones key by key)."""
-    def merge(base: dict, update: dict) -> dict:
-        return {**base, **{key: merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
-                           else value for key, value in update.items()}}
+    from snakemake.utils import update_config
 
     config = {}
     for path in config_files:
-        config = merge(config, yaml.safe_load(Path(path).read_text()))
+        update_config(config, yaml.safe_load(Path(path).read_text()))
     return config
 
 

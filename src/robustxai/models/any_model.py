@@ -8,7 +8,7 @@ from pathlib import Path
 
 from robustxai.models.checkpoint import load_checkpoint
 from robustxai.models.preprocessing import native_input_size
-from robustxai.models.wrapper import ImageClassifier, build_classifier
+from robustxai.models.wrapper import ImageClassifier, build_classifier, is_timm_name
 
 #: ImageNet-1k's class count: checkpoints of that many classes are labelled in its order (timm's, the zoo's)
 IMAGENET_CLASSES = 1000
@@ -39,12 +39,6 @@ def imagenet_class_names(subset: str = "imagenet-1k") -> list[str]:
     return [info.index_to_description(index).split(",")[0] for index in range(info.num_classes())]
 
 
-def _is_timm_name(name: str) -> bool:
-    import timm
-
-    return timm.models.split_model_name_tag(name)[0] in timm.list_models()
-
-
 def load_any_model(spec: str, random_weights: bool = False) -> AnyModel:
     """The model ``spec`` names: an existing file is read as a robustxai checkpoint (its recorded input size
     and class names; 1000-class models get ImageNet's names), else a timm model name (e.g. ``resnet50.a1_in1k``)
@@ -59,7 +53,7 @@ def load_any_model(spec: str, random_weights: bool = False) -> AnyModel:
         names = meta.get("class_names") or (imagenet_class_names() if payload["num_classes"] == IMAGENET_CLASSES else None)
         return AnyModel(model, native_input_size(meta, entry.get("image_size")), names,
                         f"checkpoint {path} ({payload['arch']}, {meta.get('source', 'unknown source')})")
-    if not _is_timm_name(spec):
+    if not is_timm_name(spec):
         raise ValueError(f"'{spec}' is neither a file nor a timm model name (e.g. resnet50.a1_in1k; "
                          "python -c \"import timm; print(timm.list_models('resnet*', pretrained=True))\" lists them)")
     import timm

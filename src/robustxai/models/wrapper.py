@@ -67,6 +67,13 @@ class ImageClassifier(nn.Module):
         return self.net.forward_head(features), maps
 
 
+def is_timm_name(name: str) -> bool:
+    """Whether ``name`` is a timm model name, with or without a pretrained tag (``resnet18.tv_in1k``)."""
+    import timm
+
+    return timm.models.split_model_name_tag(name)[0] in timm.list_models()
+
+
 def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN,
                      std: Sequence[float] = IMAGENET_STD, arch_args: dict | None = None,
                      pretrained: bool = False, pretrained_file: str | None = None,
@@ -89,7 +96,7 @@ def build_classifier(arch: str, num_classes: int, mean: Sequence[float] = IMAGEN
     from robustxai.models.architectures import register_in_timm
 
     register_in_timm()
-    if timm.models.split_model_name_tag(arch)[0] not in timm.list_models():  # a pretrained tag (.tv_in1k) may follow
+    if not is_timm_name(arch):
         raise ValueError(f"unknown architecture '{arch}': not a timm model name "
                          f"(ours: {', '.join(ARCHITECTURES)})")
     if pretrained:
