@@ -31,7 +31,7 @@ ROAR_EXTRA = ("object_removed_share", "leakage_accuracy", "confounded", "model_t
               "late_train_gain", "converged")
 #: tables/roar_leakage.csv columns shown, when present
 LEAKAGE_COLUMNS = ("model", "method", "control", "fraction", "accuracy", "accuracy_low", "chance", "leaked",
-                   "as_expected", "converged")
+                   "stopped_at_leak", "as_expected", "converged")
 
 
 def cell(value) -> str:
@@ -96,6 +96,7 @@ def roar_summary(results: Path) -> str:
     table = pd.read_csv(path)
     shown = table[["model", "method", "fraction", "repeats"]].assign(fraction=table["fraction"].map("{:g}".format))
     shown["accuracy [95 % interval]"] = [f"{cell(r.accuracy)} [{cell(r.ci_low)}, {cell(r.ci_high)}]"
+                                         if pd.notna(r.accuracy) else "not retrained: mask leaks"
                                          for r in table.itertuples()]
     if "accuracy_sd" in table:
         shown["sd over repeats"] = table["accuracy_sd"]

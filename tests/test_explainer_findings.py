@@ -107,6 +107,13 @@ def test_a_leaking_cell_does_not_count_and_road_decides_where_a_needed_cell_leak
                                         pd.concat([sanity, road]), CATALOGUE, ALIGNMENTS, ["sanity_last_block"])
     assert findings[0].verdict == "not reproduced"
     assert "ROAD MoRF (headline where ROAR cells do not count" in "\n".join(findings[0].evidence)
+    # the same, with the leaking cells not retrained (roar.leaking_cells: skip): no accuracy, same verdicts
+    skipped = roar_rows(PAPER_LIKE).assign(confounded=leaks)
+    skipped.loc[leaks, "accuracy"] = float("nan")
+    findings = check_explainer_findings(skipped, LATENCY, pd.concat([sanity, road]), CATALOGUE, ALIGNMENTS,
+                                        ["sanity_last_block"])
+    assert findings[0].verdict == "not reproduced"
+    assert "explainer not retrained [mask leaks: not counted]" in "\n".join(findings[0].evidence)
     # (c): the standard explainer's cell leaks, ROAD of the two explainers decides
     road = road_rows({("ex_robust", "explainer"): 0.30, ("ex_standard", "explainer"): 0.25})
     assert check_explainer_findings(roar_rows(PAPER_LIKE).assign(confounded=leaks), None, road, CATALOGUE,

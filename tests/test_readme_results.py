@@ -49,14 +49,15 @@ def load_script():
 
 
 def fake_results(root: Path) -> Path:
-    """findings.md, tables/roar.csv (two repeats), a ROAR cell's provenance and two benchmark files:
+    """findings.md, tables/roar.csv (two repeats; one cell not retrained), a ROAR cell's provenance and two benchmark files:
     jobs of 100 s ending at 12:01:40 and of 60 s ending at 12:06:40 UTC on 2026-12-01."""
     (root / "tables").mkdir(parents=True)
     (root / "findings.md").write_text(FINDINGS)
-    pd.DataFrame({"model": ["m-explainer"] * 2, "method": ["gradcam"] * 2, "fraction": [0.0, 0.5],
-                  "repeats": [2, 2], "accuracy": [0.9, 0.4], "accuracy_sd": [0.01, 0.02], "ci_low": [0.88, 0.35],
-                  "ci_high": [0.92, 0.45], "ci_kind": "t over repeats", "confounded": [False, True]}
-                 ).to_csv(root / "tables" / "roar.csv", index=False)
+    nan = float("nan")  # the cell at 0.8 was not retrained: its mask-only control leaks
+    pd.DataFrame({"model": ["m-explainer"] * 3, "method": ["gradcam"] * 3, "fraction": [0.0, 0.5, 0.8],
+                  "repeats": [2, 2, 2], "accuracy": [0.9, 0.4, nan], "accuracy_sd": [0.01, 0.02, nan],
+                  "ci_low": [0.88, 0.35, nan], "ci_high": [0.92, 0.45, nan], "ci_kind": ["t over repeats"] * 2 + [""],
+                  "confounded": [False, True, True]}).to_csv(root / "tables" / "roar.csv", index=False)
     cell = root / "roar" / "builtin" / "m-explainer" / "gradcam" / "0.5-0.json"
     cell.parent.mkdir(parents=True)
     cell.write_text(json.dumps({"accuracy": 0.4, "host": "box-1"}))
@@ -90,6 +91,7 @@ def test_readme_results_replace_only_the_marked_section(tmp_path):
     assert "evidence that stays in findings.md" not in section
     assert "intervals: t over repeats" in section
     assert "| m-explainer | gradcam | 0.5 | 2 | 0.400 [0.350, 0.450] | 0.020 | True |" in section
+    assert "| m-explainer | gradcam | 0.8 | 2 | not retrained: mask leaks | – | True |" in section
     assert "Mask-only controls of ROAR: not run." in section
     assert "Localisation under each map protocol: not run." in section
     assert script.main([*arguments, "--check"]) == 0  # now up to date

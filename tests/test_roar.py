@@ -2,6 +2,7 @@
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -10,8 +11,8 @@ from robustxai.config import (ConfigError, attribution_jobs, load_config, resolv
                               roar_anchor_models, roar_recipe)
 from robustxai.pipeline.roar import share_anchors
 from robustxai.metrics.ranking import RankingPolicy
-from robustxai.roar.convergence import CONVERGED_GAIN, converged, late_train_gain
-from robustxai.roar.leakage import chance_level, leakage_verdict, mask_inputs, wilson_interval
+from robustxai.roar.convergence import CONVERGED_GAIN, converged, late_train_gain, retraining_converged
+from robustxai.roar.leakage import chance_level, leak_established, leakage_verdict, mask_inputs, wilson_interval
 from robustxai.roar.removal import blur_maps, channel_mean, object_maps, object_share_removed, remove_top
 from robustxai.roar.table import leakage_table, roar_table
 from robustxai.training.algorithms import VanillaTraining
@@ -74,6 +75,18 @@ def _mask_classifier_accuracy(removed_train, labels_train, removed_test, labels_
     return leakage_verdict(predictions, labels_test)
 
 
+def test_a_leak_is_established_early_only_at_the_bonferroni_corrected_bound():
+    # 512 test images, chance 0.1, margin 0.05: 0.19 clears the 95 % bound checked once, not when checked after
+    # each of 24 epochs (z 2.86); 0.2 clears both; the default study's gradient control at 0.1 reached 0.236 by epoch 3
+    assert leak_established(0.19, 512, 0.1, 0.05, looks=1) and not leak_established(0.19, 512, 0.1, 0.05, looks=24)
+    assert leak_established(0.20, 512, 0.1, 0.05, looks=24) and not leak_established(0.18, 512, 0.1, 0.05, looks=1)
+    labels = torch.arange(512) % 10
+    for correct in (90, 100, 110):  # looks=1 is the final verdict's own rule
+        predictions = torch.where(torch.arange(512) < correct, labels, (labels + 1) % 10)
+        verdict = leakage_verdict(predictions, labels, 0.05)
+        assert verdict["leaked"] == leak_established(correct / 512, 512, verdict["chance"], 0.05, looks=1)
+
+
 def test_a_mask_only_classifier_detects_a_constructed_leak_and_not_random_masks():
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(0)
@@ -123,6 +136,14 @@ def test_late_train_gain_reads_the_last_quarter_of_the_epochs():
     # a classifier of random masks memorising them: below the noise level, converged
     assert converged(_history(*np.linspace(0.10, 0.149, 24)))
     assert late_train_gain(_history(0.7)) == pytest.approx(0.7) and not converged(_history(0.7))  # one epoch: unknown
+    # the plateau schedule's own rule: the default study's random cell at 0.1 (repeat 0) levelled off after
+    # epoch 16 (0.938 -> 0.939); its 3-epoch decay then added the annealing jump, +0.053 over the last quarter
+    random_cell = _history(0.095, 0.106, 0.172, 0.346, 0.586, 0.728, 0.805, 0.853, 0.873, 0.892, 0.911, 0.917, 0.933,
+                           0.926, 0.949, 0.938, 0.939, 0.965, 0.979)
+    assert late_train_gain(random_cell) == pytest.approx(0.053)
+    assert not converged(random_cell) and retraining_converged(random_cell, plateau_epoch=16)
+    assert not retraining_converged(random_cell, None) and not retraining_converged(random_cell, float("nan"))
+    assert retraining_converged(FLAT, None)
     assert np.isnan(late_train_gain([])) and not converged([])
 
 
@@ -148,6 +169,23 @@ def test_roar_table_means_repeats_and_puts_the_anchor_and_control_beside_them():
     assert gradient["accuracy_sd"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
     assert gradient["converged"] and gradient["late_train_gain"] == pytest.approx(0.01)
     assert np.isnan(gradient["leakage_converged"])  # the controls above carry no history
+
+
+def test_a_cell_not_retrained_because_its_control_leaks_has_no_accuracy_and_is_not_marked_unconverged(tmp_path):
+    from robustxai.roar.table import plot_roar
+
+    skipped = [{**_cell("m", "gradient", 0.5, k, float("nan"), "gradient"), "history": [], "skipped": "leaks"}
+               for k in (0, 1)]
+    cells = [_cell("m", "unmodified", 0.0, 0, 0.9), *skipped, _cell("m", "random", 0.5, 0, 0.85, "random")]
+    leakage = [{"model": "m", "method": "gradient", "fraction": 0.5, "accuracy": 0.8, "accuracy_low": 0.74,
+                "chance": 0.5, "leaked": True}]
+    table = roar_table(cells, leakage).set_index(["method", "fraction"])
+    gradient, random = table.loc[("gradient", 0.5)], table.loc[("random", 0.5)]
+    assert gradient["confounded"] and not gradient["retrained"] and gradient["repeats"] == 2
+    assert np.isnan(gradient["accuracy"]) and np.isnan(gradient["ci_low"]) and pd.isna(gradient["converged"])
+    assert gradient["leakage_accuracy"] == 0.8 and random["retrained"] and random["converged"]
+    plot_roar(table.reset_index(), str(tmp_path / "roar.png"))
+    assert (tmp_path / "roar.png").stat().st_size > 10_000
 
 
 def test_one_repeat_still_learning_marks_its_cell_and_its_control_unconverged():
@@ -372,6 +410,19 @@ def test_the_leakage_job_flags_its_positive_control_and_not_random_masks(tmp_pat
     negative = leakage_job("m", "random", {"method": "random", "blur_sigma": None, "control": "negative"},
                            output_path=str(tmp_path / "n.json"), **common)
     assert positive["control"] == "positive" and positive["leaked"] and positive["accuracy"] > 0.9
+    # the positive control stops once its leak is established (first check, after epoch 1); random masks train on
+    assert positive["stopped_at_leak"] == 1 and len(positive["history"]) == 1
+    assert negative["stopped_at_leak"] is None and len(negative["history"]) == 3
     # 0.1 of 256 pixels = 26 of each bar's 42: the removal stays inside the object
     assert positive["object_removed_share"] == pytest.approx(26 / 42)
     assert negative["control"] == "negative" and not negative["leaked"] and negative["accuracy"] < 0.7
+    # a ROAR cell waits for its control: not retrained where the control leaks, retrained where it does not
+    from robustxai.pipeline.roar import roar_job
+
+    cell = ("m", "random", {"method": "random", "blur_sigma": None}, 0.1, 0, recipe, common["ranking"],
+            common["splits"], train_path, test_path, train_maps, test_maps)
+    skipped = roar_job(*cell, str(tmp_path / "skipped.json"), torch.device("cpu"), leakage_path=str(tmp_path / "p.json"))
+    assert np.isnan(skipped["accuracy"]) and skipped["history"] == [] and "mask-only control leaks" in skipped["skipped"]
+    assert f"accuracy {positive['accuracy']:.3f}" in skipped["skipped"] and skipped["test_images"] == 160
+    retrained = roar_job(*cell, str(tmp_path / "cell.json"), torch.device("cpu"), leakage_path=str(tmp_path / "n.json"))
+    assert len(retrained["history"]) == 3 and retrained["accuracy"] > 0.9 and "skipped" not in retrained

@@ -115,6 +115,43 @@ def test_schedules():
     assert [step.lr_factor(e * 10, 10) for e in (0, 5, 8)] == pytest.approx([1.0, 0.1, 0.01])
 
 
+def test_plateau_schedule_decays_once_training_accuracy_stops_rising_above_its_floor():
+    s = TrainingSettings(epochs=20, warmup_epochs=1, schedule="plateau", plateau_patience=2, plateau_gain=0.02,
+                         plateau_floor=0.5, decay_epochs=3)
+    chance_then_climb = [0.10, 0.11, 0.11, 0.12, 0.30, 0.60, 0.80, 0.90, 0.91, 0.915]
+    # flat near chance (epochs 2-4) is below the floor; the first flat stretch above it ends at epoch 10
+    assert s.decay_start(chance_then_climb[:9]) == 17  # not decided yet: the latest start, epochs - decay_epochs
+    assert s.decay_start(chance_then_climb) == 10 and s.final_epoch(chance_then_climb) == 13
+    assert s.decay_start(chance_then_climb + [0.99, 0.99]) == 10  # stable as epochs are added (resume)
+    assert s.decay_start([0.1 + 0.05 * k for k in range(20)]) == 17  # never plateaus: decays at the end
+    assert s.plateau_epoch(chance_then_climb) == 10 and s.plateau_epoch([0.1 + 0.05 * k for k in range(20)]) is None
+    assert s.final_epoch([0.1 + 0.05 * k for k in range(20)]) == 20
+    assert [s.lr_factor(e * 10, 10, decay_start=10) for e in (0, 5, 10)] == pytest.approx([0.1, 1.0, 1.0])
+    assert s.lr_factor(115, 10, decay_start=10) == pytest.approx(0.5)  # half way through the 3-epoch decay
+    assert s.lr_factor(129, 10, decay_start=10) < 0.01 and s.lr_factor(15 * 10, 10) == 1.0  # undecided: constant
+    assert TrainingSettings(epochs=20, schedule="cosine").final_epoch([0.99] * 5) == 20
+    with pytest.raises(ValueError, match="decay_epochs must be in 1..epochs"):
+        TrainingSettings(epochs=2, schedule="plateau", decay_epochs=3)
+
+
+def test_plateau_schedule_stops_a_run_early_and_a_resumed_run_stops_alike(digits, tmp_path):
+    x, y, xv, yv = (t[:512] for t in digits)
+    settings = TrainingSettings(epochs=12, batch_size=64, lr=0.05, schedule="plateau", plateau_patience=1,
+                                plateau_gain=1.0, plateau_floor=0.0, decay_epochs=2)  # any epoch is a plateau
+
+    def run(algorithm, resume=None):
+        return train(build_classifier("cifar_vgg_tiny", 10), algorithm, settings, x, y, xv, yv, CPU,
+                     resume_path=resume, resume_key="k")
+
+    reference = run(make_algorithm("vanilla"))
+    assert [row["epoch"] for row in reference.history] == [1, 2, 3]  # plateau after epoch 1, 2 decay epochs
+    assert reference.history[-1]["lr"] < 0.05 * 0.01
+    with pytest.raises(KeyboardInterrupt):
+        run(CrashAt(make_algorithm("vanilla"), step=8 + 3), tmp_path / "state")  # in epoch 2
+    resumed = run(make_algorithm("vanilla"), tmp_path / "state")
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in reference.history]
+
+
 def test_augment_shifts_within_the_padding():
     images = torch.zeros(8, 1, 6, 6)
     images[:, :, 2, 3] = 1.0

@@ -328,7 +328,8 @@ def test_explainer_study_end_to_end(smoke_run):
 
 def test_roar_cells_controls_table_and_road_on_the_smoke_study(smoke_run):
     """ROAR on the smoke study: every cell retrained on exactly half of each image's pixels replaced,
-    the anchor beside the model's own accuracy, a mask-only control per cell, the table, the plot and
+    the anchor beside the model's own accuracy, a mask-only control per cell (a cell whose control leaks is not
+    retrained), the table, the plot and
     the second findings section; ROAD columns in the metric tables."""
     import json
 
@@ -340,11 +341,16 @@ def test_roar_cells_controls_table_and_road_on_the_smoke_study(smoke_run):
     train = load_split(results / "data" / "builtin" / "train.h5")
     cells = {path.parent.name: json.loads(path.read_text()) for path in roar.glob("*/0.5-0.json")}
     assert set(cells) == {"gradcam", "gradcam_blurred", "random"}
-    for name, cell in cells.items():
+    for name, cell in cells.items():  # roar.leaking_cells: skip (the default): a cell whose control leaks is not retrained
+        if json.loads((roar / name / "0.5-leakage.json").read_text())["leaked"]:
+            assert np.isnan(cell["accuracy"]) and cell["history"] == [] and "control leaks" in cell["skipped"]
+            continue
+        assert "skipped" not in cell
         assert cell["removed_share"] == 0.5 and cell["train_images"] == 600 and cell["test_images"] == 40
         assert len(cell["history"]) == 3 and cell["recipe"]["training"]["epochs"] == 3  # shortened recipe
         assert np.allclose(cell["fill"], train.tensors()[0][:600].mean((0, 2, 3)).numpy(), atol=1e-6)
     assert cells["gradcam_blurred"]["blur_sigma"] == 1.0 and cells["gradcam"]["blur_sigma"] is None
+    assert not json.loads((roar / "random" / "0.5-leakage.json").read_text())["leaked"]  # the negative control
     anchor = json.loads((roar / "unmodified" / "0-0.json").read_text())
     assert anchor["removed_share"] == 0 and anchor["accuracy"] > 0.1  # above chance (10 classes)
     # the ROAR maps of the train split: one shard of 600 images, explaining each model's prediction

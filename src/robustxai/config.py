@@ -574,7 +574,7 @@ def resolve_alignment(config: dict) -> dict | None:
 
 ROAR_DEFAULTS = {"fractions": [0.2, 0.4, 0.6, 0.8], "repeats": 3, "ranking": "pixel", "reduction": "abs_sum",
                  "tie_break_seed": 0, "images_per_shard": 5000, "train_images": None, "test_images": None,
-                 "training": {}, "leakage": {}, "blur": None}
+                 "training": {}, "leakage": {}, "blur": None, "leaking_cells": "skip"}
 LEAKAGE_DEFAULTS = {"training": {}, "margin": 0.05, "positive_control": True}
 #: the positive control of the mask-only check: removal ranked by the true objects (masks, else boxes)
 TRUE_OBJECTS = "true_objects"
@@ -595,7 +595,8 @@ def resolve_roar(config: dict, attribution: dict | None) -> dict | None:
     method), ``blur_sigma`` (None, or the blur control's sigma), ``models`` and ``control`` ("negative"
     for the random baseline, whose mask-only control must not flag leakage; else None)), ``models`` (every
     explained model), ``fractions``, ``repeats``, ``ranking`` (rank_pixels policy), ``training`` (overrides
-    of each model's recipe), ``leakage``, and ``splits``: per ROAR split its ``images`` (used),
+    of each model's recipe), ``leakage``, ``leaking_cells`` ("skip": a cell whose mask-only control leaks is
+    not retrained; "retrain") and ``splits``: per ROAR split its ``images`` (used),
     ``images_per_shard`` (the attribution section's where it covers that split) and ``shards``."""
     if "roar" not in config:
         return None
@@ -650,7 +651,8 @@ def resolve_roar(config: dict, attribution: dict | None) -> dict | None:
         "entries": entries, "models": list(dict.fromkeys(m for e in entries.values() for m in e["models"])),
         "fractions": fractions, "repeats": section["repeats"],
         "ranking": {key: section[key] for key in ("ranking", "reduction", "tie_break_seed")},
-        "training": section["training"], "leakage": {**LEAKAGE_DEFAULTS, **section["leakage"]}, "splits": splits})
+        "training": section["training"], "leakage": {**LEAKAGE_DEFAULTS, **section["leakage"]},
+        "leaking_cells": section["leaking_cells"], "splits": splits})
 
 
 def roar_recipe(config: dict, roar: dict, model: str, repeat: int = 0, leakage: bool = False) -> dict:

@@ -486,6 +486,14 @@ def roar_map_inputs(wildcards):
     }
 
 
+def roar_leakage_input(wildcards):
+    """The mask-only control a ROAR cell waits for where leaking cells are skipped (``roar.leaking_cells``):
+    the cell is retrained only if its control does not flag leakage; none for the anchor."""
+    if ROAR["leaking_cells"] != "skip" or wildcards.method == UNMODIFIED:
+        return {}
+    return {"leakage": leakage_path(wildcards.model, wildcards.method, wildcards.fraction)}
+
+
 def roar_entry(wildcards):
     """The ROAR row a job computes: method, blur_sigma and control (the anchor: no method)."""
     if wildcards.method == UNMODIFIED:

@@ -5,7 +5,9 @@
 # mask-only control trains a classifier on the removal masks alone, with the cell's recipe; its positive
 # control ranks by the true objects (true_objects: must be flagged), random is its negative control. A job depends on its model's
 # recipe, its method's maps and its own fraction / repeat, so adding a method or fraction adds only
-# its jobs, and a killed retraining resumes from its last epoch.
+# its jobs, and a killed retraining resumes from its last epoch. With roar.leaking_cells: skip (the default)
+# a cell waits for its mask-only control and is not retrained where that control flags leakage: its
+# accuracy would measure the removal's shape, and the findings do not count it (ROAD decides there).
 if ROAR is not None:
 
     localrules:
@@ -14,6 +16,7 @@ if ROAR is not None:
     rule roar:
         input:
             unpack(roar_map_inputs),
+            unpack(roar_leakage_input),
             train=split_path("train"),
             test=split_path("test"),
         output:

@@ -9,4 +9,5 @@ with job_logging(snakemake.log[0], snakemake.threads, snakemake.params.gpu_usage
     roar_job(snakemake.wildcards.model, snakemake.wildcards.method, snakemake.params.entry,
              float(snakemake.wildcards.fraction), int(snakemake.wildcards.repeat), snakemake.params.recipe,
              snakemake.params.ranking, snakemake.params.splits, snakemake.input.train, snakemake.input.test,
-             list(snakemake.input.train_maps), list(snakemake.input.test_maps), snakemake.output[0])
+             list(snakemake.input.train_maps), list(snakemake.input.test_maps), snakemake.output[0],
+             leakage_path=getattr(snakemake.input, "leakage", None))

@@ -86,7 +86,8 @@ def road_scores(per_image: pd.DataFrame | None) -> dict[tuple[str, str], float]:
 
 def _roar_text(row) -> str:
     spread = f" (sd {_fmt(row.accuracy_sd)})" if pd.notna(getattr(row, "accuracy_sd", float("nan"))) else ""
-    return f"{row.method} {_fmt(row.accuracy)}{spread}{f' [{row.excluded}: not counted]' if row.excluded else ''}"
+    value = f"{_fmt(row.accuracy)}{spread}" if pd.notna(row.accuracy) else "not retrained"
+    return f"{row.method} {value}{f' [{row.excluded}: not counted]' if row.excluded else ''}"
 
 
 def _road_lowest(finding: Finding, road: dict, model: str, methods: list[str], wanted: set[str]) -> bool | None:

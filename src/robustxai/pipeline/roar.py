@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -17,10 +18,10 @@ from robustxai.metrics.ranking import RankingPolicy
 from robustxai.models.inference import default_device, predict_logits
 from robustxai.models.wrapper import build_classifier
 from robustxai.provenance import provenance
-from robustxai.roar.leakage import leakage_verdict, mask_inputs
+from robustxai.roar.leakage import chance_level, leak_established, leakage_verdict, mask_inputs
 from robustxai.roar.removal import blur_maps, channel_mean, object_maps, object_share_removed, remove_top
 from robustxai.training.algorithms import VanillaTraining
-from robustxai.training.loop import settings_digest, settings_from_config, train
+from robustxai.training.loop import TrainingSettings, settings_digest, settings_from_config, train
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +58,35 @@ def removed_inputs(images: torch.Tensor, maps: torch.Tensor | None, fraction: fl
 
 def train_fresh(recipe: dict, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
                 test_labels: torch.Tensor, device: torch.device, resume_path: Path, resume_key: str,
-                mean: list[float] | None = None, std: list[float] | None = None):
+                mean: list[float] | None = None, std: list[float] | None = None, stop=None):
     """A fresh model of ``recipe`` (arch, num_classes, mean, std, arch_args, training) trained with
     vanilla training; the per-epoch "val_accuracy" of its history is on the (modified) test images,
-    logged only: no epoch is selected, the final one is the result."""
+    logged only: no epoch is selected, the final one is the result (``stop``: ``train``'s early stop)."""
     settings = settings_from_config(recipe["training"])
     torch.manual_seed(settings.seed)
     model = build_classifier(recipe["arch"], recipe["num_classes"], mean or recipe["mean"], std or recipe["std"],
                              recipe["arch_args"])
     return train(model, VanillaTraining(), settings, images, labels, test_images, test_labels, device=device,
-                 resume_path=resume_path, resume_key=resume_key)
+                 resume_path=resume_path, resume_key=resume_key, stop=stop)
 
 
 def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, repeat: int, recipe: dict,
              ranking: dict, splits: dict, train_path: str, test_path: str, train_maps: list[str],
-             test_maps: list[str], output_path: str, device: torch.device | None = None) -> dict:
+             test_maps: list[str], output_path: str, device: torch.device | None = None,
+             leakage_path: str | None = None) -> dict:
     """One ROAR cell: retrain a fresh model on the train split with the top ``fraction`` of pixels removed
     by ``entry``'s maps (``method``, ``blur_sigma``) and test it on the test split modified alike; write
-    the final epoch's test accuracy with its settings and history as JSON. ``fraction`` 0 is the
-    unmodified anchor. ``splits``: per split the images used (``robustxai.config.resolve_roar``)."""
+    the final epoch's test accuracy with its settings and history as JSON (``plateau_epoch``: under the
+    plateau schedule, the epoch its training accuracy levelled off, None where it never did). ``fraction`` 0
+    is the unmodified anchor. ``splits``: per split the images used (``robustxai.config.resolve_roar``).
+    ``leakage_path``: the cell's mask-only control (``leakage_job``'s JSON); where it flags leakage the
+    cell is not retrained (``skipped_cell``)."""
     device = device or default_device()
     started = time.time()
+    if leakage_path is not None:
+        control = json.loads(Path(leakage_path).read_text())
+        if control["leaked"]:
+            return skipped_cell(model_name, entry_name, entry, fraction, repeat, recipe, ranking, control, output_path)
     policy = RankingPolicy(**ranking)
     train_images, train_y, train_objects = first_images(train_path, splits["train"]["images"])
     test_images, test_y, test_objects = first_images(test_path, splits["test"]["images"])
@@ -94,13 +103,34 @@ def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, rep
     key = settings_digest(recipe, entry, fraction, ranking, splits)
     result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"), key)
     accuracy = (predict_logits(result.model, test_x).argmax(1) == test_y).float().mean().item()
+    settings = settings_from_config(recipe["training"])
+    plateau = (settings.plateau_epoch([row["train_accuracy"] for row in result.history])
+               if settings.schedule == "plateau" else None)
     payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
                "blur_sigma": blur, "fraction": fraction, "repeat": repeat, "accuracy": accuracy,
                "test_images": len(test_x), "train_images": len(train_x),
                "removed_share": test_removed.float().mean().item(), "object_removed_share": object_share, "fill": fill.tolist(), "ranking": ranking,
-               "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
+               "recipe": recipe, "history": result.history, "plateau_epoch": plateau,
+               "wall_seconds": time.time() - started, **provenance()}
     write_json(payload, output_path)
     log.info("ROAR %s / %s at %.2f: final-epoch test accuracy %.4f", model_name, entry_name, fraction, accuracy)
+    return payload
+
+
+def skipped_cell(model_name: str, entry_name: str, entry: dict, fraction: float, repeat: int, recipe: dict,
+                 ranking: dict, control: dict, output_path: str) -> dict:
+    """The JSON of a ROAR cell that is not retrained because its mask-only ``control`` (``leakage_job``'s
+    payload) flags leakage: accuracy NaN, ``skipped`` saying why, an empty history. Its accuracy could not be
+    read: a retraining would learn the class from the removal's shape (Rong et al. 2022)."""
+    reason = (f"not retrained: the mask-only control leaks (accuracy {control['accuracy']:.3f}, 95% low "
+              f"{control['accuracy_low']:.3f}, chance {control['chance']:.3f} + margin {control['margin']:g})")
+    payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
+               "blur_sigma": entry.get("blur_sigma"), "fraction": fraction, "repeat": repeat, "accuracy": math.nan,
+               "skipped": reason, "test_images": control["images"], "train_images": None, "removed_share": math.nan,
+               "object_removed_share": control.get("object_removed_share", math.nan), "ranking": ranking,
+               "recipe": recipe, "history": [], "wall_seconds": 0.0, **provenance()}
+    write_json(payload, output_path)
+    log.info("ROAR %s / %s at %.2f (repeat %d): %s", model_name, entry_name, fraction, repeat, reason)
     return payload
 
 
@@ -108,7 +138,9 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
                 splits: dict, margin: float, train_path: str, test_path: str, train_maps: list[str],
                 test_maps: list[str], output_path: str, device: torch.device | None = None) -> dict:
     """The mask-only control of one ROAR cell: a fresh model of ``recipe`` trained on the removal masks
-    alone (``robustxai.roar.leakage``), its test accuracy against chance; written as JSON."""
+    alone (``robustxai.roar.leakage``), its test accuracy against chance; written as JSON. Training stops
+    after the first epoch whose test accuracy establishes the leak (``leak_established``; ``stopped_at_leak``:
+    that epoch, else None)."""
     device = device or default_device()
     started = time.time()
     policy = RankingPolicy(**ranking)
@@ -120,11 +152,17 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
     train_x, test_x = mask_inputs(train_removed), mask_inputs(test_removed)
     channels = train_x.shape[1]
     key = settings_digest(recipe, entry, fraction, ranking, splits, "leakage")
+    chance, epochs = chance_level(test_y), recipe["training"].get("epochs", TrainingSettings.epochs)
+
+    def established(history: list[dict]) -> bool:
+        return leak_established(history[-1]["val_accuracy"], len(test_y), chance, margin, epochs)
+
     result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"),
-                         key, mean=[fraction] * channels, std=[0.5] * channels)
+                         key, mean=[fraction] * channels, std=[0.5] * channels, stop=established)
     verdict = leakage_verdict(predict_logits(result.model, test_x).argmax(1), test_y, margin)
+    stopped = len(result.history) if len(result.history) < epochs and established(result.history) else None
     payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
-               "control": entry.get("control") or "cell", "fraction": fraction, **verdict,
+               "control": entry.get("control") or "cell", "fraction": fraction, **verdict, "stopped_at_leak": stopped,
                "object_removed_share": object_share_removed(test_removed, test_objects), "ranking": ranking,
                "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
     write_json(payload, output_path)

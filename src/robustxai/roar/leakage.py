@@ -6,10 +6,16 @@ removed evidence.
 Decision rule: the control flags leakage when the lower end of the 95% Wilson interval of the
 mask-only classifier's test accuracy exceeds chance (the share of the most frequent test class) plus
 ``margin`` (default 0.05).
+
+Early stop: a leak is a lower bound, so a control need not train on once its test accuracy already
+clears the bar. After each epoch it checks the same rule at a stricter z (Bonferroni over the run's
+epochs, ``leak_established``), which keeps the chance that any look flags a mask that does not leak
+within 5 %; a mask that does not leak trains to the end, where "not leaked" needs it.
 """
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import torch
 
@@ -43,3 +49,12 @@ def leakage_verdict(predictions: torch.Tensor, labels: torch.Tensor, margin: flo
     chance = chance_level(labels)
     return {"accuracy": correct / len(labels), "accuracy_low": low, "accuracy_high": high, "chance": chance,
             "margin": margin, "images": len(labels), "leaked": bool(low > chance + margin)}
+
+
+def leak_established(accuracy: float, images: int, chance: float, margin: float, looks: int) -> bool:
+    """Whether a mask-only classifier's test ``accuracy`` (in [0, 1], over ``images``) already flags leakage
+    when it is checked after each of ``looks`` epochs: the lower end of its Wilson interval at the one-sided
+    z of 0.025 / ``looks`` (Bonferroni; 0.025 is the 95 % interval's lower tail) exceeds ``chance + margin``."""
+    z = NormalDist().inv_cdf(1 - 0.025 / max(1, looks))
+    low, _ = wilson_interval(round(accuracy * images), images, z)
+    return low > chance + margin

@@ -9,9 +9,10 @@ of the true objects' pixels the removal took (saturation: near 1, every ranking 
 removes all of it); ``anchor_gap``: the explained model's own test accuracy minus the unmodified
 retraining's (a retraining that cannot learn the task measures nothing); ``late_train_gain`` (the
 largest over repeats) and ``converged``: whether every repeat's training accuracy had stopped rising
-(``robustxai.roar.convergence``: a retraining still learning when it stopped measures its recipe, not the
-removal), ``leakage_converged`` the same of the cell's mask-only control (whose "not leaked" is no
-evidence otherwise).
+(``robustxai.roar.convergence.retraining_converged``: a retraining still learning when it stopped measures its
+recipe, not the removal), ``leakage_converged`` the same of the cell's mask-only control (whose "not leaked" is no
+evidence otherwise). ``retrained``: False for a confounded cell that was not retrained (``roar.leaking_cells:
+skip``); its accuracy and interval are empty.
 
 The leakage table lists every mask-only control with its role (``control``): ``positive`` (ranked by
 the true objects: must be flagged), ``negative`` (random maps: must not) or ``cell`` (a method's own).
@@ -30,25 +31,36 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from robustxai.roar.convergence import converged, late_train_gain  # noqa: E402
+from robustxai.roar.convergence import converged, late_train_gain, retraining_converged  # noqa: E402
 from robustxai.roar.leakage import wilson_interval  # noqa: E402
 
 #: roar_table's columns, in order
 COLUMNS = ("model", "method", "attribution_method", "fraction", "repeats", "accuracy", "accuracy_sd", "ci_low",
            "ci_high", "ci_kind", "test_images", "object_removed_share", "leakage_accuracy", "leakage_accuracy_low",
-           "leakage_chance", "confounded", "leakage_converged", "model_test_accuracy", "anchor_gap", "late_train_gain",
+           "leakage_chance", "confounded", "retrained", "leakage_converged", "model_test_accuracy", "anchor_gap", "late_train_gain",
            "converged")
 #: leakage_table's columns, in order
 LEAKAGE_COLUMNS = ("model", "method", "control", "fraction", "accuracy", "accuracy_low", "accuracy_high", "chance",
-                   "margin", "images", "object_removed_share", "leaked", "expected", "as_expected", "late_train_gain",
-                   "converged")
+                   "margin", "images", "object_removed_share", "leaked", "stopped_at_leak", "expected", "as_expected",
+                   "late_train_gain", "converged")
 #: what the mask-only control must say of each control row: the positive control (removal ranked by the
 #: true objects) must be flagged, the negative one (random maps) must not; the cells' own rows have no
 #: expected answer
 EXPECTED_LEAK = {"positive": True, "negative": False}
 
 
+def control_converged(control: dict) -> bool | float:
+    """Whether a mask-only control (``leakage_job``'s payload) had stopped learning (``converged``); NaN where
+    it carries no history, or where it stopped on purpose once its leak was established (``stopped_at_leak``:
+    training on could only raise the accuracy, so the leak stands)."""
+    if "history" not in control or control.get("stopped_at_leak"):
+        return np.nan
+    return converged(control["history"])
+
+
 def _interval(accuracies: np.ndarray, test_images: int) -> tuple[float, float, str]:
+    if np.isnan(accuracies).any():
+        return np.nan, np.nan, ""
     if len(accuracies) >= 2:
         half = stats.t.ppf(0.975, len(accuracies) - 1) * accuracies.std(ddof=1) / math.sqrt(len(accuracies))
         return accuracies.mean() - half, accuracies.mean() + half, "t over repeats"
@@ -89,17 +101,19 @@ def _row(model, method, attribution_method, fraction, group, flags, model_accura
     own = (model_accuracy or {}).get(model, np.nan) if fraction == 0 else np.nan
     object_share = group["object_removed_share"] if "object_removed_share" in group else pd.Series([np.nan])
     histories = [h if isinstance(h, list) else [] for h in group["history"]] if "history" in group else [[]] * len(group)
+    retrained = "skipped" not in group or group["skipped"].isna().all()
+    plateaus = group["plateau_epoch"].tolist() if "plateau_epoch" in group else [None] * len(group)
     return {"model": model, "method": method, "attribution_method": attribution_method, "fraction": fraction,
             "repeats": len(accuracies), "accuracy": accuracies.mean(),
             "accuracy_sd": accuracies.std(ddof=1) if len(accuracies) >= 2 else np.nan, "ci_low": low, "ci_high": high,
             "ci_kind": kind, "test_images": test_images, "object_removed_share": object_share.astype(float).mean(),
             "leakage_accuracy": control.get("accuracy", np.nan),
             "leakage_accuracy_low": control.get("accuracy_low", np.nan), "leakage_chance": control.get("chance", np.nan),
-            "confounded": bool(control.get("leaked", False)),
-            "leakage_converged": converged(control["history"]) if "history" in control else np.nan,
+            "confounded": bool(control.get("leaked", False)), "retrained": retrained,
+            "leakage_converged": control_converged(control),
             "model_test_accuracy": own, "anchor_gap": own - accuracies.mean(),
-            "late_train_gain": float(np.max([late_train_gain(history) for history in histories])),
-            "converged": all(converged(history) for history in histories)}
+            "late_train_gain": float(np.max([late_train_gain(h) for h in histories])) if retrained else np.nan,
+            "converged": all(retraining_converged(h, p) for h, p in zip(histories, plateaus)) if retrained else np.nan}
 
 
 def leakage_table(leakage: list[dict]) -> pd.DataFrame:
@@ -107,7 +121,8 @@ def leakage_table(leakage: list[dict]) -> pd.DataFrame:
     controls first: ``expected`` is what a control row must say (``EXPECTED_LEAK``; empty for a method's own
     cell) and ``as_expected`` whether it did. A positive control that is not flagged means the check could not
     see a leak that is there at that fraction: the cells' "not leaked" there is not evidence. ``converged``:
-    whether the mask-only classifier had stopped learning (``robustxai.roar.convergence``)."""
+    whether the mask-only classifier had stopped learning (``control_converged``); ``stopped_at_leak``: the epoch
+    after which it stopped because its leak was established (empty where it trained to the end)."""
     rows = []
     for payload in leakage:
         control = payload.get("control") or "cell"
@@ -116,7 +131,7 @@ def leakage_table(leakage: list[dict]) -> pd.DataFrame:
         rows.append({**{key: payload.get(key, np.nan) for key in LEAKAGE_COLUMNS}, "control": control,
                      "leaked": bool(payload["leaked"]), "expected": expected,
                      "as_expected": None if expected is None else bool(payload["leaked"]) == expected,
-                     "late_train_gain": late_train_gain(history), "converged": converged(history)})
+                     "late_train_gain": late_train_gain(history), "converged": control_converged(payload)})
     table = pd.DataFrame(rows, columns=list(LEAKAGE_COLUMNS))
     order = table["control"].map({"positive": 0, "negative": 1}).fillna(2)
     return (table.assign(_order=order).sort_values(["model", "_order", "method", "fraction"], kind="stable")
@@ -125,7 +140,9 @@ def leakage_table(leakage: list[dict]) -> pd.DataFrame:
 
 def plot_roar(table: pd.DataFrame, png_path: str) -> None:
     """Test accuracy after retraining against the fraction removed, one line per method (random dashed,
-    confounded cells crossed, retrainings that had not converged ringed in red), one panel per model; the explained model's own accuracy as a dotted line."""
+    confounded cells crossed, retrainings that had not converged ringed in red), one panel per model; the
+    explained model's own accuracy as a dotted line. A cell not retrained (its mask-only control leaks) shows
+    that control's accuracy as a filled X in its method's colour, off the line."""
     models = list(dict.fromkeys(table["model"]))
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.5 * max(1, len(models)), 4.2), squeeze=False)
@@ -137,12 +154,17 @@ def plot_roar(table: pd.DataFrame, png_path: str) -> None:
             ax.fill_between(rows["fraction"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.15)
             bad = rows[rows["confounded"]]
             ax.plot(bad["fraction"], bad["accuracy"], "x", color="black", markersize=10)
+            skipped = rows[~rows["retrained"].astype(bool)]
+            ax.plot(skipped["fraction"], skipped["leakage_accuracy"], "X", color=line.get_color(), markersize=8,
+                    markeredgecolor="black", linestyle="none")
             short = rows[~rows["converged"].astype(bool)]
             ax.plot(short["fraction"], short["accuracy"], "o", markerfacecolor="none", color="red", markersize=12)
         own = part["model_test_accuracy"].dropna()
         if len(own):
             ax.axhline(own.iloc[0], color="grey", linestyle=":", label="explained model")
         ax.set_title(model)
+        if (~part["retrained"].astype(bool)).any():
+            ax.plot([], [], "X", color="white", markeredgecolor="black", label="mask-only accuracy (not retrained)")
         ax.set_xlabel("fraction of pixels removed")
         ax.set_ylabel("test accuracy after retraining")
         ax.legend(fontsize=8)

@@ -1,5 +1,8 @@
-"""The training loop shared by every algorithm: SGD with momentum, a warm-up + cosine (or step) LR
-schedule, translation / flip augmentation, per-epoch validation, and resumable epochs.
+"""The training loop shared by every algorithm: SGD with momentum, a warm-up + cosine, step, constant or
+plateau LR schedule, translation / flip augmentation, per-epoch validation, and resumable epochs.
+
+The plateau schedule trains at a constant LR until the training accuracy stops rising (``plateau_start``),
+then decays it to 0 over ``decay_epochs`` and stops: each run gets the epochs it needs, up to ``epochs``.
 
 Speed: batches are made from uint8 tensors on the fly; the memory layout (NCHW or channels-last) of
 the training passes is measured per machine (``robustxai.tuning``, mode "off" keeps NCHW), and
@@ -15,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +34,7 @@ from robustxai.training.algorithms import VanillaTraining
 from robustxai.tuning import LAYOUTS, adopt_fastest_layout
 
 log = logging.getLogger(__name__)
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "constant", "plateau")
 PADDINGS = ("reflect", "zeros")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -42,6 +46,12 @@ class TrainingSettings:
     Adversarial / AdvProp curriculum: the first ``clean_epochs`` train with eps = 0, then eps grows
     linearly to its configured value over ``eps_ramp_epochs`` (both 0 = full eps from the start).
     Small nets trained from scratch at full eps can stall at chance.
+
+    Plateau schedule (``schedule: plateau``): ``epochs`` is the most a run may take. After warm-up the LR is
+    constant until the training accuracy has risen by less than ``plateau_gain`` over ``plateau_patience``
+    epochs while above ``plateau_floor`` (a plateau near chance, before a model finds its features, is not the
+    end); then it decays to 0 (half cosine) over ``decay_epochs`` and the run stops. A run that never
+    plateaus starts its decay ``decay_epochs`` before ``epochs``.
     """
 
     epochs: int = 10
@@ -59,6 +69,10 @@ class TrainingSettings:
     hflip: bool = False
     clean_epochs: float = 0.0
     eps_ramp_epochs: float = 0.0
+    plateau_patience: int = 3
+    plateau_gain: float = 0.01
+    plateau_floor: float = 0.0
+    decay_epochs: int = 3
     precision: str = "fp32"
     seed: int = 0
 
@@ -70,6 +84,36 @@ class TrainingSettings:
         if self.pad not in PADDINGS:
             raise ValueError(f"pad must be one of {PADDINGS}, got '{self.pad}'")
         object.__setattr__(self, "milestones", tuple(self.milestones))
+        if self.schedule == "plateau" and not 0 < self.decay_epochs <= self.epochs:
+            raise ValueError(f"decay_epochs must be in 1..epochs ({self.epochs}), got {self.decay_epochs}")
+        if self.plateau_patience < 1:
+            raise ValueError(f"plateau_patience must be at least 1, got {self.plateau_patience}")
+
+    def plateau_epoch(self, train_accuracies: list[float]) -> int | None:
+        """The number of epochs after which the training accuracies (in [0, 1], one per epoch run so far)
+        first plateaued, or None: the first k at or after warm-up and ``plateau_patience``, and at most
+        ``epochs - decay_epochs``, with accuracy[k - 1] >= ``plateau_floor`` and accuracy[k - 1] -
+        accuracy[k - 1 - patience] < ``plateau_gain``. Stable as epochs are added, so a resumed run decides
+        as the uninterrupted one did."""
+        first = max(self.plateau_patience, math.ceil(self.warmup_epochs))
+        for k in range(first, min(len(train_accuracies), self.epochs - self.decay_epochs) + 1):
+            now, before = train_accuracies[k - 1], train_accuracies[k - 1 - self.plateau_patience]
+            if now >= self.plateau_floor and now - before < self.plateau_gain:
+                return k
+        return None
+
+    def decay_start(self, train_accuracies: list[float]) -> int:
+        """The epoch (0-based) at which the plateau schedule's final decay starts, given the training
+        accuracies of the epochs run so far: the plateau's (``plateau_epoch``), else ``epochs - decay_epochs``."""
+        plateau = self.plateau_epoch(train_accuracies)
+        return self.epochs - self.decay_epochs if plateau is None else plateau
+
+    def final_epoch(self, train_accuracies: list[float]) -> int:
+        """How many epochs the run takes in all, given the accuracies so far: ``epochs``, or for the plateau
+        schedule its decay start (``decay_start``) plus ``decay_epochs``."""
+        if self.schedule != "plateau":
+            return self.epochs
+        return self.decay_start(train_accuracies) + self.decay_epochs
 
     def eps_scale(self, step: int, steps_per_epoch: int) -> float:
         """Fraction of the training eps used at optimiser step ``step`` (see ``clean_epochs``)."""
@@ -80,11 +124,15 @@ class TrainingSettings:
             return 1.0
         return min(1.0, ramp_step / (self.eps_ramp_epochs * steps_per_epoch))
 
-    def lr_factor(self, step: int, steps_per_epoch: int) -> float:
-        """Multiplier of ``lr`` at optimiser step ``step`` (linear warm-up, then the schedule)."""
+    def lr_factor(self, step: int, steps_per_epoch: int, decay_start: int | None = None) -> float:
+        """Multiplier of ``lr`` at optimiser step ``step`` (linear warm-up, then the schedule); ``decay_start``:
+        the plateau schedule's (``decay_start``; None: ``epochs - decay_epochs``)."""
         epoch = step / steps_per_epoch
         if epoch < self.warmup_epochs:
             return (step + 1) / (self.warmup_epochs * steps_per_epoch)
+        if self.schedule == "plateau":
+            start = self.epochs - self.decay_epochs if decay_start is None else decay_start
+            return 0.5 * (1 + math.cos(math.pi * min(max(epoch - start, 0.0) / self.decay_epochs, 1.0)))
         if self.schedule == "cosine":
             progress = (epoch - self.warmup_epochs) / max(self.epochs - self.warmup_epochs, 1e-8)
             return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
@@ -147,7 +195,8 @@ class TrainingResult:
 def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettings,
           train_images: torch.Tensor, train_labels: torch.Tensor, val_images: torch.Tensor,
           val_labels: torch.Tensor, device: torch.device, resume_path: str | os.PathLike | None = None,
-          resume_key: str = "", train_maps: torch.Tensor | None = None) -> TrainingResult:
+          resume_key: str = "", train_maps: torch.Tensor | None = None,
+          stop: Callable[[list[dict]], bool] | None = None) -> TrainingResult:
     """Train ``model`` with ``algorithm``; returns the finalised model (on CPU) and the history.
 
     Args:
@@ -159,6 +208,8 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
         resume_path: where the state after each epoch is kept; a run with the same ``resume_key`` (a
             digest of the settings) continues from it, so a crash loses at most one epoch. Removed at
             the end.
+        stop: called with the history before each epoch; True ends the run there (e.g. a mask-only
+            control whose leak is already established).
     History rows: epoch, lr, loss, train_accuracy (on the batches the loss saw: adversarial ones for
     adversarial training), val_accuracy (clean), seconds, precision (the autocast dtype used: "float32"
     or "bfloat16") and layout (of the training passes).
@@ -195,7 +246,11 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
             log.info("resumed from %s after epoch %d", resume_path, start_epoch)
         else:
             log.info("ignoring %s: it was written for other settings", resume_path)
+    accuracies = [row["train_accuracy"] for row in history]
     for epoch in range(start_epoch, settings.epochs):
+        if epoch >= settings.final_epoch(accuracies) or (stop is not None and history and stop(history)):
+            break
+        decay_start = settings.decay_start(accuracies) if settings.schedule == "plateau" else None
         algorithm.train_mode(model)
         started = time.time()
         order = torch.randperm(len(train_images), generator=generator)
@@ -204,7 +259,7 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
         for batch in bar:
             step = epoch * steps_per_epoch + batch
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * settings.lr_factor(step, steps_per_epoch) * group["lr_scale"]
+                group["lr"] = settings.lr * settings.lr_factor(step, steps_per_epoch, decay_start) * group["lr_scale"]
             algorithm.set_eps_scale(settings.eps_scale(step, steps_per_epoch))
             idx = order[batch * settings.batch_size:(batch + 1) * settings.batch_size]
             batch_images = unit_float(train_images[idx])
@@ -234,6 +289,7 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
                         "train_accuracy": correct / seen, "val_accuracy": val_accuracy,
                         **algorithm.epoch_summary(), "seconds": time.time() - started, "precision": precision,
                         "layout": layout})
+        accuracies.append(correct / seen)
         log.info("epoch %d: %s", epoch + 1, json.dumps(history[-1]))
         if resume_path:
             save_payload({"key": resume_key, "epoch": epoch + 1, "model": model.state_dict(),
