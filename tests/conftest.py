@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -33,8 +36,10 @@ def tiny_classifier():
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """A working directory in which the smoke study has run locally (shared by the workflow tests)."""
-    workdir = tmp_path_factory.mktemp("smoke")
+    """A working directory in which the smoke study has run locally (shared by the workflow tests).
+    ROBUSTXAI_SMOKE_RUN=<folder> runs it there instead, so a later session only reruns what changed."""
+    existing = os.environ.get("ROBUSTXAI_SMOKE_RUN")
+    workdir = Path(existing) if existing else tmp_path_factory.mktemp("smoke")
     snakemake(workdir)
     return workdir
 
