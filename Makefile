@@ -22,6 +22,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(RUN) snakemake --profile profiles/default --cores $(CORES)
 	$(RUN) snakemake --profile profiles/default --report results/report.html
+	$(RUN) robustxai tidy-report results/report.html
 	@echo "Results: results/report.html, results/findings.md, results/tables/, results/correlations/, results/plots/"
 
 test: setup

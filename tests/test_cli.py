@@ -147,3 +147,13 @@ def test_every_map_is_drawn_on_its_own_scale_so_an_offset_does_not_flatten_it():
     signed = np.array([[-0.5, 0.2], [0.1, 0.0]])
     assert display_scale(signed) == {"cmap": "bwr", "vmin": -0.5, "vmax": 0.5}
     assert display_scale(np.zeros((2, 2))) == {"cmap": "inferno", "vmin": 0.0, "vmax": 1.0}  # constant: no division
+
+
+def test_tidy_report_refuses_a_file_that_is_no_report_in_one_line(tmp_path, capsys):
+    (tmp_path / "page.html").write_text("<html></html>")
+    for path in (tmp_path / "page.html", tmp_path / "missing.html"):
+        with pytest.raises(SystemExit) as stop:
+            main(["tidy-report", str(path)])
+        assert stop.value.code == 1
+        error = capsys.readouterr().err
+        assert error.startswith("robustxai tidy-report: ") and error.count("\n") == 1 and path.name in error

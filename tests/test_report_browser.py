@@ -1,10 +1,12 @@
-"""The smoke study's report.html in a real browser (headless Chromium driven by Playwright): the first
-screen points to the findings, every result category opens and lists its results, the findings and
+"""The smoke study's report.html, tidied as ``make demo`` does, in a real browser (headless Chromium driven
+by Playwright): the first screen points to the findings and draws each rule once, every result category opens and lists its results, the findings and
 tables pages render inline with their sections, and a plot renders as an image. Needs Chromium
 (`apt-get install chromium`) and Playwright (`pip install -e '.[browser]'`); skipped, saying which is
 missing, where either is not installed."""
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -24,8 +26,8 @@ def report_page(smoke_run):
     if CHROMIUM is None:
         pytest.skip("needs Chromium: apt-get install chromium (or ROBUSTXAI_CHROMIUM=/path/to/chrome)")
     report = smoke_run / "results" / "report.html"
-    if not report.exists():
-        snakemake(smoke_run, "--report", str(report))
+    snakemake(smoke_run, "--report", str(report))
+    subprocess.run([sys.executable, "-m", "robustxai.cli", "tidy-report", str(report)], check=True)  # as make demo
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -49,12 +51,14 @@ def view_result(page, path: str):
     page.locator("tr", has_text=path).first.locator("a[iconname='eye']").click()
 
 
-def test_the_first_screen_lists_every_category_and_points_to_the_findings(report_page):
+def test_the_first_screen_lists_every_category_points_to_the_findings_and_draws_each_rule_once(report_page):
     page, errors = report_page
     text = page.inner_text("body")
     for category in CATEGORIES:
         assert category in text, category
     assert 'Start with "0. Findings"' in text and "Dataset: builtin" in text
+    rules = page.evaluate("rulegraph_spec.data[0].values.map(node => node.rule)")
+    assert len(rules) == len(set(rules)) and {"train_model", "attribute", "roar", "findings"} <= set(rules)
     assert errors == []
 
 

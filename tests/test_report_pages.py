@@ -61,3 +61,37 @@ def test_the_tables_page_links_every_table_and_keeps_its_caption():
     ids = [attrs["id"] for tag, attrs in dom.tags if tag == "h2"]
     assert links == ["#models", "#roar-remove-and-retrain"] and ids == ["models", "roar-remove-and-retrain"]
     assert dom.text["strong"] == ["OOD"] and [tag for tag, _ in dom.tags].count("table") == 2
+
+
+def test_the_rule_graph_of_a_report_gets_one_node_per_rule_and_each_link_once(tmp_path):
+    import json
+
+    import pytest
+
+    from robustxai.aggregation.report_graph import tidy_report, unique_rule_graph
+
+    # Snakemake's layout of a twin (level 1) and an explainer trained on its maps (level 3)
+    rules = ["prepare", "train", "attribute", "train", "attribute", "findings"]
+    nodes = [{"rule": rule, "fx": 10, "fy": 50 * i} for i, rule in enumerate(rules)]
+    links = [{"source": s, "target": t} for s, t in [(0, 1), (1, 2), (2, 3), (0, 3), (3, 4), (4, 5), (2, 5)]]
+    merged, arcs, direct = unique_rule_graph(nodes, links)
+    assert [n["rule"] for n in merged] == ["prepare", "train", "attribute", "findings"]
+    assert [n["fy"] for n in merged] == [0, 50, 100, 150]
+    pairs = lambda found: {(link["sourcerule"], link["targetrule"]) for link in found}  # noqa: E731
+    assert pairs(direct) == {("prepare", "train"), ("train", "attribute"), ("attribute", "findings")}
+    assert pairs(arcs) == {("attribute", "train")}  # the explainer's training reads the twin's maps: a cycle of rules
+    assert len(arcs) + len(direct) == 4  # (0, 3) repeats prepare -> train; no rule links to itself
+
+    spec = {"data": [{"name": "node-data", "values": nodes}, {"name": "link-data", "values": links[3:]},
+                     {"name": "link-data-direct", "values": links[:3]}]}
+    report = tmp_path / "report.html"
+    report.write_text(f"<html><script>\n    var rulegraph_spec = {json.dumps(spec)};\n</script>\n<p>rest</p></html>")
+    assert tidy_report(report) == (6, 4)
+    text = report.read_text()
+    assert text.endswith(";\n</script>\n<p>rest</p></html>") and text.startswith("<html><script>\n    var rulegraph_spec = ")
+    tidied = json.loads(text.split("var rulegraph_spec = ")[1].split(";\n")[0])
+    assert [n["rule"] for n in tidied["data"][0]["values"]] == ["prepare", "train", "attribute", "findings"]
+    assert tidy_report(report) == (4, 4)  # idempotent
+    (tmp_path / "other.html").write_text("<html></html>")
+    with pytest.raises(ValueError, match="other.html: no 'var rulegraph_spec"):
+        tidy_report(tmp_path / "other.html")

@@ -204,6 +204,20 @@ def verify_command(args: argparse.Namespace) -> int:
     return 1 if count[CORRUPT] else 0
 
 
+def tidy_report_command(args) -> int:
+    """``robustxai tidy-report``: one node per rule in a report's rule graph; 1 with a one-line error when the
+    file is missing or not a Snakemake report."""
+    from robustxai.aggregation.report_graph import tidy_report
+
+    try:
+        before, after = tidy_report(args.report)
+    except (OSError, ValueError) as error:
+        print(f"robustxai tidy-report: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.report}: rule graph of {before} nodes now has {after}, one per rule")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``robustxai`` command."""
     parser = argparse.ArgumentParser(prog="robustxai", description=__doc__.splitlines()[0])
@@ -229,9 +243,14 @@ def main(argv: list[str] | None = None) -> None:
                         "from the workflow's directory: the printed snakemake command names files so)")
     verify.add_argument("--fix", action="store_true", help="remove the corrupt and leftover temporary files (when no "
                         "workflow runs); the printed snakemake --forcerun command then regenerates them")
+    tidy = commands.add_parser("tidy-report", help="draw each rule once in the rule graph of a report made by "
+                               "snakemake --report (Snakemake repeats a rule whose jobs sit at several levels)")
+    tidy.add_argument("report", help="the report's HTML file, e.g. results/report.html (rewritten in place)")
     args = parser.parse_args(argv)
     if args.command == "verify":
         raise SystemExit(verify_command(args))
+    if args.command == "tidy-report":
+        raise SystemExit(tidy_report_command(args))
     explain_command(args)
 
 
