@@ -125,6 +125,8 @@ def test_plateau_schedule_decays_once_training_accuracy_stops_rising_above_its_f
     assert s.decay_start(chance_then_climb + [0.99, 0.99]) == 10  # stable as epochs are added (resume)
     assert s.decay_start([0.1 + 0.05 * k for k in range(20)]) == 17  # never plateaus: decays at the end
     assert s.plateau_epoch(chance_then_climb) == 10 and s.plateau_epoch([0.1 + 0.05 * k for k in range(20)]) is None
+    fast = [0.131, 0.441, 0.746, 0.869, 0.934, 0.969]  # vgg_tiny on the digits: above the floor by epoch 3
+    assert [s.plateau_epoch(fast[:k]) for k in range(1, 7)] == [None] * 6  # a gain needs patience + 1 epochs
     assert s.final_epoch([0.1 + 0.05 * k for k in range(20)]) == 20
     assert [s.lr_factor(e * 10, 10, decay_start=10) for e in (0, 5, 10)] == pytest.approx([0.1, 1.0, 1.0])
     assert s.lr_factor(115, 10, decay_start=10) == pytest.approx(0.5)  # half way through the 3-epoch decay
@@ -144,7 +146,7 @@ def test_plateau_schedule_stops_a_run_early_and_a_resumed_run_stops_alike(digits
                      resume_path=resume, resume_key="k")
 
     reference = run(make_algorithm("vanilla"))
-    assert [row["epoch"] for row in reference.history] == [1, 2, 3]  # plateau after epoch 1, 2 decay epochs
+    assert [row["epoch"] for row in reference.history] == [1, 2, 3, 4]  # plateau after epoch 2, 2 decay epochs
     assert reference.history[-1]["lr"] < 0.05 * 0.01
     with pytest.raises(KeyboardInterrupt):
         run(CrashAt(make_algorithm("vanilla"), step=8 + 3), tmp_path / "state")  # in epoch 2

@@ -91,11 +91,11 @@ class TrainingSettings:
 
     def plateau_epoch(self, train_accuracies: list[float]) -> int | None:
         """The number of epochs after which the training accuracies (in [0, 1], one per epoch run so far)
-        first plateaued, or None: the first k at or after warm-up and ``plateau_patience``, and at most
+        first plateaued, or None: the first k after warm-up and after ``plateau_patience`` epochs, and at most
         ``epochs - decay_epochs``, with accuracy[k - 1] >= ``plateau_floor`` and accuracy[k - 1] -
         accuracy[k - 1 - patience] < ``plateau_gain``. Stable as epochs are added, so a resumed run decides
         as the uninterrupted one did."""
-        first = max(self.plateau_patience, math.ceil(self.warmup_epochs))
+        first = max(self.plateau_patience + 1, math.ceil(self.warmup_epochs))  # a gain needs patience + 1 epochs
         for k in range(first, min(len(train_accuracies), self.epochs - self.decay_epochs) + 1):
             now, before = train_accuracies[k - 1], train_accuracies[k - 1 - self.plateau_patience]
             if now >= self.plateau_floor and now - before < self.plateau_gain:
