@@ -147,6 +147,7 @@ def test_plateau_schedule_stops_a_run_early_and_a_resumed_run_stops_alike(digits
 
     reference = run(make_algorithm("vanilla"))
     assert [row["epoch"] for row in reference.history] == [1, 2, 3, 4]  # plateau after epoch 2, 2 decay epochs
+    assert reference.plateau_epoch == 2 and reference.stopped_at is None
     assert reference.history[-1]["lr"] < 0.05 * 0.01
     with pytest.raises(KeyboardInterrupt):
         run(CrashAt(make_algorithm("vanilla"), step=8 + 3), tmp_path / "state")  # in epoch 2

@@ -21,7 +21,7 @@ from robustxai.provenance import provenance
 from robustxai.roar.leakage import chance_level, leak_established, leakage_verdict, mask_inputs
 from robustxai.roar.removal import blur_maps, channel_mean, object_maps, object_share_removed, remove_top
 from robustxai.training.algorithms import VanillaTraining
-from robustxai.training.loop import TrainingSettings, settings_digest, settings_from_config, train
+from robustxai.training.loop import settings_digest, settings_from_config, train
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,11 @@ def roar_job(model_name: str, entry_name: str, entry: dict, fraction: float, rep
     key = settings_digest(recipe, entry, fraction, ranking, splits)
     result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"), key)
     accuracy = (predict_logits(result.model, test_x).argmax(1) == test_y).float().mean().item()
-    settings = settings_from_config(recipe["training"])
-    plateau = (settings.plateau_epoch([row["train_accuracy"] for row in result.history])
-               if settings.schedule == "plateau" else None)
     payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
                "blur_sigma": blur, "fraction": fraction, "repeat": repeat, "accuracy": accuracy,
                "test_images": len(test_x), "train_images": len(train_x),
                "removed_share": test_removed.float().mean().item(), "object_removed_share": object_share, "fill": fill.tolist(), "ranking": ranking,
-               "recipe": recipe, "history": result.history, "plateau_epoch": plateau,
+               "recipe": recipe, "history": result.history, "plateau_epoch": result.plateau_epoch,
                "wall_seconds": time.time() - started, **provenance()}
     write_json(payload, output_path)
     log.info("ROAR %s / %s at %.2f: final-epoch test accuracy %.4f", model_name, entry_name, fraction, accuracy)
@@ -152,7 +149,7 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
     train_x, test_x = mask_inputs(train_removed), mask_inputs(test_removed)
     channels = train_x.shape[1]
     key = settings_digest(recipe, entry, fraction, ranking, splits, "leakage")
-    chance, epochs = chance_level(test_y), recipe["training"].get("epochs", TrainingSettings.epochs)
+    chance, epochs = chance_level(test_y), settings_from_config(recipe["training"]).epochs
 
     def established(history: list[dict]) -> bool:
         return leak_established(history[-1]["val_accuracy"], len(test_y), chance, margin, epochs)
@@ -160,9 +157,8 @@ def leakage_job(model_name: str, entry_name: str, entry: dict, fraction: float, 
     result = train_fresh(recipe, train_x, train_y, test_x, test_y, device, Path(output_path).with_suffix(".resume"),
                          key, mean=[fraction] * channels, std=[0.5] * channels, stop=established)
     verdict = leakage_verdict(predict_logits(result.model, test_x).argmax(1), test_y, margin)
-    stopped = len(result.history) if len(result.history) < epochs and established(result.history) else None
     payload = {"model": model_name, "method": entry_name, "attribution_method": entry.get("method"),
-               "control": entry.get("control") or "cell", "fraction": fraction, **verdict, "stopped_at_leak": stopped,
+               "control": entry.get("control") or "cell", "fraction": fraction, **verdict, "stopped_at_leak": result.stopped_at,
                "object_removed_share": object_share_removed(test_removed, test_objects), "ranking": ranking,
                "recipe": recipe, "history": result.history, "wall_seconds": time.time() - started, **provenance()}
     write_json(payload, output_path)

@@ -186,10 +186,15 @@ def settings_digest(*parts: dict) -> str:
 
 @dataclass
 class TrainingResult:
-    """What a finished training run returns: the final model and one history row per epoch."""
+    """What a finished training run returns: the final model, one history row per epoch, the epoch count
+    after which ``train``'s ``stop`` ended it (None: it was not stopped) and, under the plateau schedule, the
+    epoch count after which its training accuracy levelled off (``TrainingSettings.plateau_epoch``; None
+    where it never did or another schedule ran)."""
 
     model: nn.Module
     history: list[dict] = field(default_factory=list)
+    stopped_at: int | None = None
+    plateau_epoch: int | None = None
 
 
 def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettings,
@@ -246,9 +251,12 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
             log.info("resumed from %s after epoch %d", resume_path, start_epoch)
         else:
             log.info("ignoring %s: it was written for other settings", resume_path)
-    accuracies = [row["train_accuracy"] for row in history]
+    accuracies, stopped_at = [row["train_accuracy"] for row in history], None
     for epoch in range(start_epoch, settings.epochs):
-        if epoch >= settings.final_epoch(accuracies) or (stop is not None and history and stop(history)):
+        if epoch >= settings.final_epoch(accuracies):
+            break
+        if stop is not None and history and stop(history):
+            stopped_at = len(history)
             break
         decay_start = settings.decay_start(accuracies) if settings.schedule == "plateau" else None
         algorithm.train_mode(model)
@@ -298,7 +306,8 @@ def train(model: nn.Module, algorithm: VanillaTraining, settings: TrainingSettin
     model = algorithm.finalize(model).cpu().eval().to(memory_format=torch.contiguous_format)
     if resume_path:
         resume_path.unlink(missing_ok=True)
-    return TrainingResult(model=model, history=history)
+    plateau = settings.plateau_epoch(accuracies) if settings.schedule == "plateau" else None
+    return TrainingResult(model=model, history=history, stopped_at=stopped_at, plateau_epoch=plateau)
 
 
 def _resume_state(path: Path, device: torch.device) -> dict | None:
